@@ -1,0 +1,27 @@
+# Sales system: `make up` runs it on this machine, `make test` tests it.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+VENV ?= .venv
+
+.PHONY: help up down status test lint logs compose-check
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+up: ## install what is missing, start PostgreSQL, Kafka, Prometheus and every service
+	@stack/up.sh
+
+down: ## stop every process (data stays in .local/)
+	@stack/down.sh
+
+status: ## show each process of the local stack
+	@stack/status.sh
+
+test: ## start what the tests need, then lint and run every test
+	@stack/test.sh $(ARGS)
+
+lint: ## ruff check and format check
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+logs: ## follow every log file
+	@tail -n 20 -F .local/logs/*.log

@@ -1,0 +1,145 @@
+"""Settings for every process of the system, read from the environment and `.env`.
+
+One class, validated once at start-up. A missing or malformed variable stops the
+process with one line per variable naming it and what is wrong (exit code 1).
+Real environment variables win over `.env`; `.env.example` documents each one.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+def _postgres_url(value: str) -> str:
+    """A SQLAlchemy URL for PostgreSQL through psycopg2.
+
+    `postgresql://` alone would make SQLAlchemy 2.1 look for psycopg 3, which is
+    not installed, so the driver is named explicitly.
+    """
+    try:
+        url = make_url(value)
+    except Exception as exc:  # sqlalchemy raises ArgumentError with the offending text
+        raise ValueError(f"not a database URL ({exc})") from None
+    backend, _, driver = url.drivername.partition("+")
+    if backend != "postgresql":
+        raise ValueError(
+            f"expected postgresql+psycopg2://user:password@host:port/db, got {backend}://"
+        )
+    if driver not in ("", "psycopg2"):
+        raise ValueError(f"driver {driver!r} is not installed; use postgresql+psycopg2://")
+    if not url.host or not url.database:
+        raise ValueError(
+            "must name a host and a database: postgresql+psycopg2://user:password@host:port/db"
+        )
+    return url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+
+
+def _celery_broker_url(value: str) -> str:
+    """The Celery broker: kombu's SQLAlchemy transport on PostgreSQL (`sqla+postgresql…`)."""
+    prefix = "sqla+"
+    if not value.startswith(prefix):
+        raise ValueError("expected sqla+postgresql+psycopg2://user:password@host:port/db")
+    return prefix + _postgres_url(value[len(prefix) :])
+
+
+def _bootstrap_servers(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("expected host:port[,host:port...]")
+    for server in value:
+        host, _, port = server.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{server!r} is not host:port")
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{value!r} is not an IANA time zone such as UTC or Europe/Berlin"
+        ) from None
+    return value
+
+
+def _split_commas(value: object) -> object:
+    """`a:1, b:2` in the environment becomes `["a:1", "b:2"]`."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+Port = Annotated[int, Field(gt=0, lt=65536)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=PROJECT_ROOT / ".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # Connections
+    database_url: Annotated[str, AfterValidator(_postgres_url)]
+    celery_broker_url: Annotated[str, AfterValidator(_celery_broker_url)]
+    kafka_bootstrap_servers: Annotated[
+        list[str], NoDecode, BeforeValidator(_split_commas), AfterValidator(_bootstrap_servers)
+    ]
+
+    # Kafka topics
+    kafka_topic_transactions: str = Field("transactions", min_length=1, max_length=249)
+    kafka_topic_notifications: str = Field("notifications", min_length=1, max_length=249)
+    kafka_transactions_partitions: int = Field(6, ge=1, le=1000)
+    kafka_notifications_partitions: int = Field(1, ge=1, le=1000)
+
+    # Local stack only (`make up`): the KRaft controller's port and the broker's heap.
+    kafka_controller_port: Port = 9093
+    kafka_heap: str = Field("512m", pattern=r"^\d+[mg]$")
+
+    # HTTP services
+    collector_port: Port = 8001
+    analytics_port: Port = 8002
+    prometheus_port: Port = 9090
+
+    # Behaviour
+    report_timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
+    log_dir: Annotated[
+        Path, AfterValidator(lambda p: p if p.is_absolute() else PROJECT_ROOT / p)
+    ] = PROJECT_ROOT / ".local" / "logs"
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @property
+    def database(self) -> URL:
+        return make_url(self.database_url)
+
+
+def describe(error: dict) -> str:
+    """One line for one invalid variable: its name, what is wrong, how to fix it."""
+    name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+    if error["type"] == "missing":
+        return (
+            f"config error: {name} is not set; add it to the environment or .env (see .env.example)"
+        )
+    reason = str(error["msg"]).removeprefix("Value error, ")
+    return f"config error: {name} is invalid: {reason}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings; exits with one line per bad variable if any is wrong."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        sys.exit("\n".join(describe(error) for error in exc.errors()))

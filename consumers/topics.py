@@ -1,0 +1,89 @@
+"""Creates the system's Kafka topics with the partition counts from the settings.
+
+`python -m consumers.topics` creates what is missing and grows a topic that has
+fewer partitions than configured (Kafka cannot shrink one). `--check` only asks
+the broker whether it answers, for readiness checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
+from config import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def wanted_topics(settings: Settings) -> dict[str, int]:
+    """Topic name -> partition count, as configured."""
+    return {
+        settings.kafka_topic_transactions: settings.kafka_transactions_partitions,
+        settings.kafka_topic_notifications: settings.kafka_notifications_partitions,
+    }
+
+
+def admin_client(settings: Settings, **overrides) -> KafkaAdminClient:
+    options = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "client_id": "salesflow-admin",
+        "request_timeout_ms": 10_000,
+    }
+    return KafkaAdminClient(**(options | overrides))
+
+
+def ensure_topics(admin: KafkaAdminClient, topics: dict[str, int]) -> dict[str, str]:
+    """Makes each topic exist with at least its partition count; returns what was done per topic."""
+    existing = {
+        t["topic"]: len(t["partitions"])
+        for t in admin.describe_topics(list(topics))
+        if t["error_code"] == 0
+    }
+    missing = {name: count for name, count in topics.items() if name not in existing}
+    done = {name: f"exists with {count} partitions" for name, count in existing.items()}
+    if missing:
+        admin.create_topics(
+            {
+                name: {"num_partitions": count, "replication_factor": -1}
+                for name, count in missing.items()
+            },
+            wait_for_metadata=True,
+        )
+        done |= {name: f"created with {count} partitions" for name, count in missing.items()}
+    grow = {name: topics[name] for name, count in existing.items() if count < topics[name]}
+    if grow:
+        admin.create_partitions(grow)
+        done |= {name: f"grown to {count} partitions" for name, count in grow.items()}
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only check that the broker answers")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    try:
+        admin = admin_client(settings)
+    except KafkaError as exc:
+        print(
+            f"Kafka at {','.join(settings.kafka_bootstrap_servers)} does not answer: {exc!r}",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        if args.check:
+            admin.list_topics()
+            return 0
+        for name, what in ensure_topics(admin, wanted_topics(settings)).items():
+            print(f"topic {name}: {what}")
+        return 0
+    finally:
+        admin.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""Every table the application owns; importing this registers them all on `Base.metadata`."""
+
+from db.models.catalog import Product
+from db.models.notifications import NotificationLog
+from db.models.rollups import RollupState, SalesDaily, SalesHourly
+from db.models.sales import RejectedTransaction, Transaction
+
+__all__ = [
+    "NotificationLog",
+    "Product",
+    "RejectedTransaction",
+    "RollupState",
+    "SalesDaily",
+    "SalesHourly",
+    "Transaction",
+]

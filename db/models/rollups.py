@@ -1,0 +1,56 @@
+"""Pre-aggregated sales that the reports read instead of scanning every transaction."""
+
+from datetime import date
+
+from sqlalchemy import BigInteger, CheckConstraint, Date, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from db.base import Base
+from db.types import Identifier, MoneyTotal, Timestamp
+
+
+class SalesHourly(Base):
+    """Sales per product per UTC hour: exact for every time zone whose offset is whole hours."""
+
+    __tablename__ = "sales_hourly"
+    __table_args__ = (
+        CheckConstraint("transactions >= 0 AND quantity >= 0", name="counts_not_negative"),
+        Index("ix_sales_hourly_product_id_hour", "product_id", "hour"),
+    )
+
+    hour: Mapped[Timestamp] = mapped_column(primary_key=True)
+    product_id: Mapped[Identifier] = mapped_column(primary_key=True)
+    revenue: Mapped[MoneyTotal]
+    list_revenue: Mapped[MoneyTotal]
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    transactions: Mapped[int] = mapped_column(BigInteger)
+
+
+class SalesDaily(Base):
+    """Sales per product per calendar day in the report time zone."""
+
+    __tablename__ = "sales_daily"
+    __table_args__ = (
+        CheckConstraint("transactions >= 0 AND quantity >= 0", name="counts_not_negative"),
+        Index("ix_sales_daily_product_id_day", "product_id", "day"),
+    )
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    product_id: Mapped[Identifier] = mapped_column(primary_key=True)
+    revenue: Mapped[MoneyTotal]
+    list_revenue: Mapped[MoneyTotal]
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    transactions: Mapped[int] = mapped_column(BigInteger)
+
+
+class RollupState(Base):
+    """How far each rollup has read the transactions table."""
+
+    __tablename__ = "rollup_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Every transaction with id <= watermark is in the rollup.
+    watermark: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # The time zone the rollup's days are in; a change means a rebuild.
+    timezone: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[Timestamp]

@@ -1,0 +1,97 @@
+"""Stored sales transactions and the ones refused on the way."""
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Computed,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from db.base import Base
+from db.types import CreatedAt, Identifier, Money, Price, Timestamp
+
+
+class Transaction(Base):
+    __tablename__ = "transactions"
+    __table_args__ = (
+        CheckConstraint("quantity BETWEEN 1 AND 1000000", name="quantity_in_range"),
+        CheckConstraint("unit_price >= 0", name="unit_price_not_negative"),
+        CheckConstraint("total_amount >= 0", name="total_amount_not_negative"),
+        CheckConstraint(
+            "list_amount = unit_price * quantity", name="list_amount_is_price_times_quantity"
+        ),
+        Index("ix_transactions_occurred_at", "occurred_at"),
+        Index("ix_transactions_product_id_occurred_at", "product_id", "occurred_at"),
+    )
+
+    # Internal, monotonic at insert: lets jobs walk the table in order.
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    # The client's idempotency key, end to end.
+    transaction_id: Mapped[Identifier] = mapped_column(unique=True)
+    product_id: Mapped[Identifier] = mapped_column(ForeignKey("products.product_id"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    # The catalog price when the transaction was processed.
+    unit_price: Mapped[Price]
+    # unit_price * quantity.
+    list_amount: Mapped[Money]
+    # What the customer paid: the client's total_amount, or list_amount when it sent none.
+    total_amount: Mapped[Money]
+    discount_amount: Mapped[Decimal] = mapped_column(
+        Numeric(20, 2), Computed("list_amount - total_amount", persisted=True)
+    )
+    # The sale's own time (the API's `timestamp`).
+    occurred_at: Mapped[Timestamp]
+    # When the collector accepted it, and when it was written here.
+    received_at: Mapped[Timestamp]
+    stored_at: Mapped[CreatedAt]
+    kafka_partition: Mapped[int] = mapped_column(Integer)
+    kafka_offset: Mapped[int] = mapped_column(BigInteger)
+
+
+class RejectedTransaction(Base):
+    """A message that could not become a transaction, kept whole so that it can be replayed."""
+
+    __tablename__ = "rejected_transactions"
+    __table_args__ = (
+        CheckConstraint("stage IN ('consumer', 'processor')", name="stage_known"),
+        CheckConstraint("status IN ('open', 'replayed')", name="status_known"),
+        # A Kafka message is rejected once, however often its chunk is processed.
+        UniqueConstraint(
+            "kafka_topic", "kafka_partition", "kafka_offset", name="uq_rejected_transactions_source"
+        ),
+        Index("ix_rejected_transactions_reason_rejected_at", "reason", "rejected_at"),
+        Index("ix_rejected_transactions_transaction_id", "transaction_id"),
+        Index(
+            "ix_rejected_transactions_open", "rejected_at", postgresql_where=text("status = 'open'")
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    # As sent, when it could be read; it may not be a valid identifier.
+    transaction_id: Mapped[str | None] = mapped_column(Text)
+    # The message bytes as they came off Kafka: may not even be valid JSON or UTF-8.
+    raw_payload: Mapped[bytes] = mapped_column(LargeBinary)
+    reason: Mapped[str] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    stage: Mapped[str] = mapped_column(String(32))
+    kafka_topic: Mapped[str] = mapped_column(String(249))
+    kafka_partition: Mapped[int] = mapped_column(Integer)
+    kafka_offset: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[Timestamp | None]
+    rejected_at: Mapped[CreatedAt]
+    status: Mapped[str] = mapped_column(String(16), server_default="open")
+    replayed_at: Mapped[Timestamp | None]

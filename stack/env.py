@@ -1,0 +1,42 @@
+"""Prints, as shell assignments, what the local stack needs from the project's settings.
+
+The servers' ports, credentials and folders come from the same settings every
+service reads (`config.py`, `.env`), so they cannot disagree.
+"""
+
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from config import PROJECT_ROOT, get_settings
+
+
+def main() -> None:
+    settings = get_settings()
+    db = settings.database
+    kafka_port = settings.kafka_bootstrap_servers[0].rpartition(":")[2]
+    local = PROJECT_ROOT / ".local"
+    values = {
+        "STACK_ROOT": PROJECT_ROOT,
+        "STACK_LOCAL": local,
+        "LOG_DIR": settings.log_dir,
+        "PGHOST": db.host,
+        "PGPORT": db.port or 5432,
+        "PGUSER_APP": db.username,
+        "PGPASSWORD_APP": db.password or "",
+        "PGDATABASE_APP": db.database,
+        "KAFKA_PORT": kafka_port,
+        "KAFKA_CONTROLLER_PORT": settings.kafka_controller_port,
+        "KAFKA_HEAP": settings.kafka_heap,
+        "PROMETHEUS_PORT": settings.prometheus_port,
+        "COLLECTOR_PORT": settings.collector_port,
+        "ANALYTICS_PORT": settings.analytics_port,
+    }
+    for name, value in values.items():
+        print(f"export {name}={shlex.quote(str(value))}")
+
+
+if __name__ == "__main__":
+    main()

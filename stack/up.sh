@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Starts the whole system as local processes on real servers: PostgreSQL, Kafka (KRaft),
+# Prometheus and every service, under supervisord. Installs what is missing first.
+# Safe to run again: what is already installed, formatted or running is left as it is.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source stack/lib.sh
+
+[ -f .env ] || { cp .env.example .env; say "created .env from .env.example"; }
+
+install_system_packages
+install_python_env
+load_stack_env
+mkdir -p "$STACK_LOCAL" "$LOG_DIR"
+install_kafka_libs
+init_postgres
+init_kafka
+render_prometheus
+
+if supervisor_running; then
+    say "supervisord already running: applying configuration changes"
+    supervisorctl_ reread >/dev/null
+    supervisorctl_ update >/dev/null
+    supervisorctl_ start all >/dev/null || true
+else
+    say "starting supervisord"
+    "$VENV/bin/supervisord" -c stack/supervisord.conf
+fi
+
+wait_for "PostgreSQL" 60 pg_ready
+ensure_database
+wait_for "Kafka" 90 kafka_ready
+wait_for "Prometheus" 30 prometheus_ready
+curl -fsS -X POST "http://127.0.0.1:$PROMETHEUS_PORT/-/reload" >/dev/null
+
+say "migrating the database"
+"$VENV/bin/alembic" upgrade head
+say "creating Kafka topics"
+"$VENV/bin/python" -m consumers.topics
+
+supervisorctl_ status
+cat <<URLS
+
+The system is up.
+  Prometheus      http://127.0.0.1:$PROMETHEUS_PORT
+  PostgreSQL      $PGHOST:$PGPORT  (database $PGDATABASE_APP)
+  Kafka           127.0.0.1:$KAFKA_PORT
+  Logs            $LOG_DIR
+  make status     shows every process; make down stops them.
+URLS
