@@ -3,10 +3,12 @@
 One class, validated once at start-up. A missing or malformed variable stops the
 process with one line per variable naming it and what is wrong (exit code 1).
 Real environment variables win over `.env`; `.env.example` documents each one.
+`ENV_FILE` names another file to read instead of the project's `.env`.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -84,7 +86,6 @@ Port = Annotated[int, Field(gt=0, lt=65536)]
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=PROJECT_ROOT / ".env",
         env_file_encoding="utf-8",
         env_ignore_empty=True,
         extra="ignore",
@@ -139,7 +140,8 @@ def describe(error: dict) -> str:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings; exits with one line per bad variable if any is wrong."""
+    env_file = os.environ.get("ENV_FILE") or PROJECT_ROOT / ".env"
     try:
-        return Settings()
+        return Settings(_env_file=env_file)
     except ValidationError as exc:
         sys.exit("\n".join(describe(error) for error in exc.errors()))

@@ -39,7 +39,7 @@ def admin_client(settings: Settings, **overrides) -> KafkaAdminClient:
 def ensure_topics(admin: KafkaAdminClient, topics: dict[str, int]) -> dict[str, str]:
     """Makes each topic exist with at least its partition count; returns what was done per topic."""
     existing = {
-        t["topic"]: len(t["partitions"])
+        t["name"]: len(t["partitions"])
         for t in admin.describe_topics(list(topics))
         if t["error_code"] == 0
     }

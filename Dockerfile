@@ -1,0 +1,22 @@
+# One image for every Python service; docker-compose.yml picks the command.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY setup.cfg pyproject.toml README.md ./
+COPY config.py ./
+COPY web ./web
+COPY tasks ./tasks
+COPY consumers ./consumers
+COPY db ./db
+RUN pip install .
+COPY alembic.ini ./
+COPY migrations ./migrations
+
+RUN useradd --system --uid 10001 app && mkdir -p /var/log/salesflow && chown app /var/log/salesflow
+USER app
+ENV LOG_DIR=/var/log/salesflow

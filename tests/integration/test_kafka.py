@@ -1,0 +1,77 @@
+"""The real broker carries messages on the `transactions` topic; offsets are committed by hand."""
+
+import uuid
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from consumers.topics import admin_client, wanted_topics
+
+
+def consumer(settings, group: str) -> KafkaConsumer:
+    return KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=15_000,
+    )
+
+
+def test_topics_exist_with_the_configured_partitions(settings):
+    admin = admin_client(settings)
+    try:
+        described = {t["name"]: t for t in admin.describe_topics(list(wanted_topics(settings)))}
+    finally:
+        admin.close()
+    for name, partitions in wanted_topics(settings).items():
+        assert described[name]["error_code"] == 0, name
+        assert len(described[name]["partitions"]) >= partitions
+
+
+def test_produce_then_consume_with_manual_commits(settings):
+    topic = settings.kafka_topic_transactions
+    run = uuid.uuid4().hex
+    group = f"test-{run}"
+    keys = [f"{run}-{i}".encode() for i in range(20)]
+
+    # Start the group at the current end of every partition, so only this run's messages count.
+    first = consumer(settings, group)
+    partitions = [TopicPartition(topic, p) for p in first.partitions_for_topic(topic)]
+    first.assign(partitions)
+    first.seek_to_end()
+    first.commit({tp: OffsetAndMetadata(first.position(tp), "", -1) for tp in partitions})
+
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    for key in keys:
+        producer.send(topic, key=key, value=b'{"run": "%s"}' % run.encode())
+    producer.flush(timeout=30)
+    producer.close()
+
+    records = read(first, len(keys))
+    assert sorted(r.key for r in records) == sorted(keys)
+    # Commit only the first message of each partition, then stop.
+    firsts = {}
+    for r in records:
+        firsts.setdefault(TopicPartition(r.topic, r.partition), r)
+    first.commit({tp: OffsetAndMetadata(r.offset + 1, "", -1) for tp, r in firsts.items()})
+    first.close(autocommit=False)
+
+    # A new member of the group resumes from the committed offsets: it reads again exactly
+    # what was read but not committed.
+    second = consumer(settings, group)
+    second.assign(partitions)
+    again = read(second, len(keys) - len(firsts))
+    assert sorted(r.key for r in again) == sorted(set(keys) - {r.key for r in firsts.values()})
+    second.close(autocommit=False)
+
+
+def read(c: KafkaConsumer, count: int) -> list:
+    """Polls until `count` records arrived (and fails if they do not)."""
+    got = []
+    while len(got) < count:
+        batch = c.poll(timeout_ms=15_000)
+        assert batch, f"only {len(got)} of {count} messages arrived"
+        for records in batch.values():
+            got.extend(records)
+    return got

@@ -1,0 +1,45 @@
+"""docker-compose.yml: valid against the Compose Specification, and its references resolve."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from config import PROJECT_ROOT
+
+COMPOSE = PROJECT_ROOT / "docker-compose.yml"
+
+
+def test_compose_file_matches_the_compose_specification():
+    checker = Path(sys.executable).parent / "check-jsonschema"
+    result = subprocess.run(
+        [str(checker), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_references_resolve():
+    spec = yaml.safe_load(COMPOSE.read_text())
+    services = spec["services"]
+    volumes = set(spec.get("volumes", {}))
+    for name, service in services.items():
+        for dependency in service.get("depends_on", {}):
+            assert dependency in services, f"{name} depends on unknown service {dependency}"
+        for mount in service.get("volumes", []):
+            source = mount.split(":", 1)[0]
+            if source.startswith("."):
+                assert (PROJECT_ROOT / source).exists(), f"{name} mounts missing {source}"
+            else:
+                assert source in volumes, f"{name} uses undeclared volume {source}"
+
+
+def test_every_python_service_writes_logs_to_the_logs_volume():
+    spec = yaml.safe_load(COMPOSE.read_text())
+    for name, service in spec["services"].items():
+        if service.get("build"):
+            assert "logs:/var/log/salesflow" in service["volumes"], name
+            assert service["environment"]["LOG_DIR"] == "/var/log/salesflow", name

@@ -1,0 +1,112 @@
+"""Settings: every bad variable is named on one line; good ones are normalised."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from config import PROJECT_ROOT, Settings, describe
+
+GOOD = {
+    "DATABASE_URL": "postgresql+psycopg2://u:p@db.example:5432/sales",
+    "CELERY_BROKER_URL": "sqla+postgresql+psycopg2://u:p@db.example:5432/sales",
+    "KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
+}
+
+# Every long-running service and command, as it is started in production.
+SERVICE_COMMANDS = [
+    [sys.executable, "-m", "consumers.topics"],
+]
+
+
+def load(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
+    for name in list(os.environ):
+        if name in Settings.model_fields or name.lower() in Settings.model_fields:
+            monkeypatch.delenv(name)
+    for name, value in (GOOD | env).items():
+        monkeypatch.setenv(name, value)
+    return Settings(_env_file=None)
+
+
+def errors(monkeypatch: pytest.MonkeyPatch, **env: str) -> list[str]:
+    with pytest.raises(ValidationError) as info:
+        load(monkeypatch, **env)
+    return [describe(e) for e in info.value.errors()]
+
+
+def test_good_settings_are_normalised(monkeypatch):
+    s = load(
+        monkeypatch, DATABASE_URL="postgresql://u:p@h/db", KAFKA_BOOTSTRAP_SERVERS=" a:1 ,b:2 "
+    )
+    assert s.database_url == "postgresql+psycopg2://u:p@h/db"
+    assert s.kafka_bootstrap_servers == ["a:1", "b:2"]
+    assert s.log_dir.is_absolute() and s.log_dir.is_relative_to(PROJECT_ROOT)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("DATABASE_URL", "mysql://u:p@h/db", "expected postgresql+psycopg2://"),
+        ("DATABASE_URL", "not a url", "not a database URL"),
+        ("DATABASE_URL", "postgresql+asyncpg://u:p@h/db", "driver 'asyncpg' is not installed"),
+        ("DATABASE_URL", "postgresql+psycopg2://u:p@h", "must name a host and a database"),
+        ("CELERY_BROKER_URL", "redis://h:6379/0", "expected sqla+postgresql"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "k1:9092,k2", "'k2' is not host:port"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "k1:99999", "'k1:99999' is not host:port"),
+        ("REPORT_TIMEZONE", "Mars/Olympus", "not an IANA time zone"),
+        ("COLLECTOR_PORT", "70000", "less than 65536"),
+        ("KAFKA_TRANSACTIONS_PARTITIONS", "zero", "valid integer"),
+        ("LOG_LEVEL", "LOUD", "should match pattern"),
+    ],
+)
+def test_bad_variable_is_named_with_its_problem(monkeypatch, name, value, expected):
+    lines = errors(monkeypatch, **{name: value})
+    assert len(lines) == 1
+    assert lines[0].startswith(f"config error: {name} is invalid: ")
+    assert expected in lines[0]
+
+
+def test_every_missing_variable_gets_its_own_line(monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    for name in GOOD:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValidationError) as info:
+        Settings(_env_file=None)
+    lines = sorted(describe(e) for e in info.value.errors())
+    assert [line.split()[2] for line in lines] == sorted(GOOD)
+    assert all("is not set" in line and ".env.example" in line for line in lines)
+
+
+def test_env_example_is_complete_and_valid(monkeypatch):
+    """Every setting is documented in .env.example, and the file as shipped is valid."""
+    text = (PROJECT_ROOT / ".env.example").read_text()
+    documented = {
+        line.split("=", 1)[0].lower()
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert documented == set(Settings.model_fields)
+    for name in list(os.environ):
+        if name.lower() in Settings.model_fields:
+            monkeypatch.delenv(name)
+    Settings(_env_file=PROJECT_ROOT / ".env.example")
+
+
+@pytest.mark.parametrize("command", SERVICE_COMMANDS, ids=lambda c: c[-1])
+@pytest.mark.parametrize("value", [None, "mysql://nope"], ids=["unset", "malformed"])
+def test_service_refuses_to_start_without_a_good_database_url(tmp_path, command, value):
+    env_file = tmp_path / "env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in GOOD.items() if k != "DATABASE_URL"))
+    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    env["ENV_FILE"] = str(env_file)
+    if value is not None:
+        env["DATABASE_URL"] = value
+    result = subprocess.run(
+        command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("config error: DATABASE_URL is ")
