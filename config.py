@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -64,6 +65,15 @@ def _bootstrap_servers(value: list[str]) -> list[str]:
     return value
 
 
+def _nonempty_keys(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("give at least one key (comma-separated)")
+    short = [key for key in value if len(key) < 16]
+    if short:
+        raise ValueError("every key must be at least 16 characters long")
+    return value
+
+
 def _timezone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -113,6 +123,25 @@ class Settings(BaseSettings):
     collector_port: Port = 8001
     analytics_port: Port = 8002
     prometheus_port: Port = 9090
+
+    # Data Collector
+    # Keys accepted in X-API-Key by the ingestion endpoints (comma-separated).
+    ingest_api_keys: Annotated[
+        list[str], NoDecode, BeforeValidator(_split_commas), AfterValidator(_nonempty_keys)
+    ]
+    collector_workers: int = Field(2, ge=1, le=64)
+    collector_batch_max_items: int = Field(1000, ge=1, le=100_000)
+    collector_kafka_timeout_seconds: float = Field(5.0, gt=0, le=120)
+
+    # Processor (Kafka consumer) and Celery worker
+    processor_chunk_size: int = Field(2000, ge=1, le=50_000)
+    processor_max_inflight_chunks: int = Field(8, ge=1, le=1000)
+    processor_chunk_timeout_seconds: float = Field(60.0, gt=0)
+    processor_metrics_port: Port = 9101
+    worker_concurrency: int = Field(2, ge=1, le=64)
+    worker_metrics_port: Port = 9102
+    unknown_product_window_seconds: float = Field(300.0, ge=0)
+    high_value_threshold: Decimal = Field(Decimal("10000"), ge=0)
 
     # Behaviour
     report_timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"

@@ -1,12 +1,15 @@
 """Every table the application owns; importing this registers them all on `Base.metadata`."""
 
 from db.models.catalog import Product
+from db.models.ingest import IngestChunk, ParkedTransaction
 from db.models.notifications import NotificationLog
 from db.models.rollups import RollupState, SalesDaily, SalesHourly
 from db.models.sales import RejectedTransaction, Transaction
 
 __all__ = [
+    "IngestChunk",
     "NotificationLog",
+    "ParkedTransaction",
     "Product",
     "RejectedTransaction",
     "RollupState",

@@ -60,6 +60,9 @@ class Transaction(Base):
     stored_at: Mapped[CreatedAt]
     kafka_partition: Mapped[int] = mapped_column(Integer)
     kafka_offset: Mapped[int] = mapped_column(BigInteger)
+    # SHA-256 of the fields the client sent: the same id again with the same hash is a
+    # harmless resend, with another hash a conflict.
+    content_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
 class RejectedTransaction(Base):

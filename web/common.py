@@ -1,0 +1,121 @@
+"""What both APIs share: the OpenAPI set-up with offline Swagger UI, the error shape,
+API-key checks, JSON through orjson, health endpoints and Prometheus metrics."""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Callable
+
+import orjson
+from flask import Blueprint, Flask, jsonify, request
+from flask.json.provider import JSONProvider
+from flask_smorest import Api, abort
+from swagger_ui_bundle import swagger_ui_path
+
+API_KEY_SCHEME = "ApiKeyAuth"
+
+
+class OrjsonProvider(JSONProvider):
+    """Fast JSON; Decimal goes out as a number rounded the way it is stored."""
+
+    def dumps(self, obj, **kwargs) -> str:
+        return orjson.dumps(obj, default=_default).decode()
+
+    def loads(self, s, **kwargs):
+        return orjson.loads(s)
+
+
+def _default(value):
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def create_api(app: Flask, *, title: str, description: str) -> Api:
+    """flask-smorest with OpenAPI at /openapi.json and Swagger UI at /docs, no CDN."""
+    app.json = OrjsonProvider(app)
+    app.config.update(
+        API_TITLE=title,
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/docs/assets/",
+        OPENAPI_SWAGGER_UI_CONFIG={"persistAuthorization": True, "tryItOutEnabled": True},
+        API_SPEC_OPTIONS={
+            "info": {"description": description},
+            "components": {
+                "securitySchemes": {
+                    API_KEY_SCHEME: {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+                }
+            },
+        },
+    )
+    # Swagger UI's files come from the swagger-ui-bundle package: /docs works offline.
+    app.register_blueprint(
+        Blueprint(
+            "swagger_assets",
+            __name__,
+            static_folder=swagger_ui_path,
+            static_url_path="/docs/assets",
+        )
+    )
+    api = Api(app)
+
+    @app.errorhandler(422)
+    def invalid_request(error):
+        body = {
+            "code": 422,
+            "status": "Unprocessable Entity",
+            "message": "The request has invalid fields; each is listed in errors with what to fix.",
+        }
+        errors = getattr(error, "data", {}).get("messages")
+        if errors is not None:
+            body["errors"] = errors
+        return jsonify(body), 422
+
+    return api
+
+
+def require_api_key(blueprint: Blueprint, keys: list[str]) -> None:
+    """Every request to the blueprint needs one of `keys` in X-API-Key (constant-time check)."""
+    encoded = [key.encode() for key in keys]
+
+    @blueprint.before_request
+    def check_api_key():
+        given = request.headers.get("X-API-Key", "").encode()
+        # Compare with every key, so that timing does not tell which one came close.
+        matches = [hmac.compare_digest(given, key) for key in encoded]
+        if not any(matches):
+            abort(401, message="Missing or invalid X-API-Key header; send one of the API keys.")
+
+
+def register_health(app: Flask, ready: Callable[[], tuple[bool, dict]]) -> None:
+    @app.get("/health")
+    def health():
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    def readiness():
+        ok, checks = ready()
+        return {"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503
+
+
+def register_metrics(app: Flask, service: str):
+    """/metrics; under gunicorn (PROMETHEUS_MULTIPROC_DIR set) the counts of all workers add up."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+        metrics = GunicornInternalPrometheusMetrics(
+            app, defaults_prefix="http", group_by="endpoint"
+        )
+    else:
+        from prometheus_flask_exporter import PrometheusMetrics
+
+        metrics = PrometheusMetrics(app, defaults_prefix="http", group_by="endpoint")
+    metrics.info("app_info", "Service identity", service=service)
+    return metrics

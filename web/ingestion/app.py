@@ -1,0 +1,49 @@
+"""The Data Collector service: `create_app()` for gunicorn, `python -m web.ingestion.app` to run."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from config import Settings, get_settings
+from logs import configure_logging
+from web.common import create_api, register_health, register_metrics, require_api_key
+from web.ingestion.publisher import Publisher
+from web.ingestion.routes import blp
+
+SERVICE = "collector"
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or get_settings()
+    app = Flask(__name__)
+    app.config["BATCH_MAX_ITEMS"] = settings.collector_batch_max_items
+    # A full batch of long items stays far below this; anything larger is refused with 413.
+    app.config["MAX_CONTENT_LENGTH"] = settings.collector_batch_max_items * 4096 + 65536
+    api = create_api(
+        app,
+        title="Data Collector API",
+        description="Sales transactions and products in; answered 202 once Kafka has them.",
+    )
+    require_api_key(blp, settings.ingest_api_keys)
+    api.register_blueprint(blp)
+    publisher = Publisher(settings)
+    app.extensions["publisher"] = publisher
+
+    def ready():
+        ok = publisher.ready()
+        return ok, {"kafka": "ok" if ok else "unreachable"}
+
+    register_health(app, ready)
+    register_metrics(app, SERVICE)
+    return app
+
+
+def main() -> None:
+    """Development server; production runs gunicorn (see stack/supervisord.conf)."""
+    settings = get_settings()
+    configure_logging(SERVICE)
+    create_app(settings).run(host="127.0.0.1", port=settings.collector_port)
+
+
+if __name__ == "__main__":
+    main()

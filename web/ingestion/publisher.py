@@ -1,0 +1,80 @@
+"""Writes validated items to Kafka and waits until the broker acknowledged them (acks=all)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from config import Settings
+from consumers.messages import Outgoing
+
+logger = logging.getLogger(__name__)
+
+
+class KafkaUnavailable(Exception):
+    """Kafka did not take the write in time; nothing is known to be lost, the client retries."""
+
+
+class Publisher:
+    """One producer per process, created on first use (after gunicorn forks) and shared by
+    the request threads: kafka-python's producer is thread-safe."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.topic = settings.kafka_topic_transactions
+        self.timeout = settings.collector_kafka_timeout_seconds
+        self._producer: KafkaProducer | None = None
+        self._lock = threading.Lock()
+
+    def _get_producer(self) -> KafkaProducer:
+        with self._lock:
+            if self._producer is None:
+                timeout_ms = int(self.timeout * 1000)
+                try:
+                    self._producer = KafkaProducer(
+                        bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                        client_id="collector",
+                        acks="all",
+                        enable_idempotence=True,
+                        linger_ms=5,
+                        batch_size=256 * 1024,
+                        compression_type="lz4",
+                        max_block_ms=timeout_ms,
+                        request_timeout_ms=max(timeout_ms, 1000),
+                        delivery_timeout_ms=max(timeout_ms * 2, 5000),
+                        bootstrap_timeout_ms=timeout_ms,
+                    )
+                except KafkaError as exc:
+                    raise KafkaUnavailable(f"cannot connect to Kafka: {exc}") from exc
+            return self._producer
+
+    def publish(self, messages: list[Outgoing]) -> None:
+        """Returns once every message is acknowledged; raises KafkaUnavailable otherwise."""
+        deadline = time.monotonic() + self.timeout
+        producer = self._get_producer()
+        try:
+            futures = [
+                producer.send(self.topic, key=m.key, value=m.value, headers=m.headers)
+                for m in messages
+            ]
+            producer.flush(timeout=max(0.0, deadline - time.monotonic()))
+            for future in futures:
+                future.get(timeout=max(0.0, deadline - time.monotonic()))
+        except KafkaError as exc:
+            logger.warning("kafka write failed: %r", exc)
+            raise KafkaUnavailable(str(exc)) from exc
+
+    def ready(self) -> bool:
+        try:
+            producer = self._get_producer()
+            return bool(producer.partitions_for(self.topic))
+        except (KafkaUnavailable, KafkaError):
+            return False
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=self.timeout)

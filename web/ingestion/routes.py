@@ -1,0 +1,160 @@
+"""Data Collector endpoints: validate at the edge, write to Kafka, answer 202 once acknowledged."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+from marshmallow import Schema, ValidationError
+from prometheus_client import Counter
+
+from consumers.messages import Outgoing, product_message, transaction_message
+from web.common import API_KEY_SCHEME
+from web.ingestion.publisher import KafkaUnavailable
+from web.ingestion.schemas import (
+    PRODUCT_EXAMPLE,
+    TRANSACTION_EXAMPLE,
+    AcceptedSchema,
+    BatchAcceptedSchema,
+    ProductBatchSchema,
+    ProductSchema,
+    TransactionBatchSchema,
+    TransactionSchema,
+)
+
+blp = Blueprint(
+    "ingestion",
+    __name__,
+    url_prefix="/api/v1",
+    description="Send sales transactions and catalog products. Every write needs X-API-Key.",
+)
+
+ITEMS = Counter("collector_items_total", "Items received, by kind and outcome", ["kind", "outcome"])
+
+SECURITY = [{API_KEY_SCHEME: []}]
+UNAVAILABLE = {
+    "description": "Kafka did not acknowledge in time; retry the same request after "
+    "Retry-After seconds (ids make retries safe)."
+}
+
+
+def publish(messages: list[Outgoing], kind: str) -> None:
+    try:
+        current_app.extensions["publisher"].publish(messages)
+    except KafkaUnavailable:
+        ITEMS.labels(kind, "unavailable").inc(len(messages))
+        abort(
+            503,
+            message="Kafka is not accepting writes right now; retry the same request later.",
+            headers={"Retry-After": "5"},
+        )
+    ITEMS.labels(kind, "accepted").inc(len(messages))
+
+
+def validate_batch(key: str, schema: Schema) -> tuple[list[dict], list[dict]]:
+    """Splits a batch into valid items and per-item errors (valid ones go on regardless)."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or set(body) != {key} or not isinstance(body[key], list):
+        abort(422, message=f'The body must be {{"{key}": [...]}} with nothing else.')
+    items = body[key]
+    limit = current_app.config["BATCH_MAX_ITEMS"]
+    if len(items) > limit:
+        abort(413, message=f"{len(items)} items in one batch; send at most {limit} per request.")
+    if not items:
+        abort(422, message=f'"{key}" is empty; send at least one item.')
+    valid, rejected = [], []
+    for index, item in enumerate(items):
+        try:
+            valid.append(schema.load(item))
+        except ValidationError as exc:
+            errors = exc.messages if isinstance(exc.messages, dict) else {"_item": exc.messages}
+            rejected.append({"index": index, "errors": errors})
+    return valid, rejected
+
+
+def answer_batch(kind: str, valid: list[dict], rejected: list[dict], to_message) -> tuple:
+    ITEMS.labels(kind, "invalid").inc(len(rejected))
+    if valid:
+        now = datetime.now(UTC)
+        publish([to_message(item, now) for item in valid], kind)
+    # Nothing valid: nothing was accepted, the whole request is unprocessable.
+    status = 202 if valid else 422
+    return {"accepted": len(valid), "rejected": rejected}, status
+
+
+@blp.route("/transactions")
+class Transactions(MethodView):
+    @blp.doc(security=SECURITY)
+    @blp.arguments(TransactionSchema, example=TRANSACTION_EXAMPLE)
+    @blp.response(202, AcceptedSchema, description="Written to Kafka; it will be stored once.")
+    @blp.alt_response(503, description=UNAVAILABLE["description"])
+    def post(self, item):
+        """Send one transaction"""
+        publish([transaction_message(item, datetime.now(UTC))], "transaction")
+        return {"accepted": 1}
+
+
+@blp.route("/transactions/batch")
+class TransactionBatch(MethodView):
+    @blp.doc(
+        security=SECURITY,
+        requestBody={
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": TransactionBatchSchema,
+                    "example": {"transactions": [TRANSACTION_EXAMPLE]},
+                }
+            },
+        },
+    )
+    @blp.response(
+        202,
+        BatchAcceptedSchema,
+        description="The valid items were written to Kafka; the invalid ones are listed.",
+    )
+    @blp.alt_response(413, description="More items than COLLECTOR_BATCH_MAX_ITEMS.")
+    @blp.alt_response(422, description="No item was valid, or the body is not a batch.")
+    @blp.alt_response(503, description=UNAVAILABLE["description"])
+    def post(self):
+        """Send up to COLLECTOR_BATCH_MAX_ITEMS transactions"""
+        valid, rejected = validate_batch("transactions", TransactionSchema())
+        return answer_batch("transaction", valid, rejected, transaction_message)
+
+
+@blp.route("/products")
+class Products(MethodView):
+    @blp.doc(security=SECURITY)
+    @blp.arguments(ProductSchema, example=PRODUCT_EXAMPLE)
+    @blp.response(202, AcceptedSchema, description="Written to Kafka; the newest version wins.")
+    @blp.alt_response(503, description=UNAVAILABLE["description"])
+    def post(self, item):
+        """Create or update one product"""
+        publish([product_message(item, datetime.now(UTC))], "product")
+        return {"accepted": 1}
+
+
+@blp.route("/products/batch")
+class ProductBatch(MethodView):
+    @blp.doc(
+        security=SECURITY,
+        requestBody={
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": ProductBatchSchema,
+                    "example": {"products": [PRODUCT_EXAMPLE]},
+                }
+            },
+        },
+    )
+    @blp.response(202, BatchAcceptedSchema)
+    @blp.alt_response(413, description="More items than COLLECTOR_BATCH_MAX_ITEMS.")
+    @blp.alt_response(422, description="No item was valid, or the body is not a batch.")
+    @blp.alt_response(503, description=UNAVAILABLE["description"])
+    def post(self):
+        """Create or update up to COLLECTOR_BATCH_MAX_ITEMS products"""
+        valid, rejected = validate_batch("products", ProductSchema())
+        return answer_batch("product", valid, rejected, product_message)
