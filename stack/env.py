@@ -31,6 +31,8 @@ def main() -> None:
         "KAFKA_CONTROLLER_PORT": settings.kafka_controller_port,
         "KAFKA_HEAP": settings.kafka_heap,
         "PROMETHEUS_PORT": settings.prometheus_port,
+        "PROCESSOR_METRICS_PORT": settings.processor_metrics_port,
+        "WORKER_METRICS_PORT": settings.worker_metrics_port,
         "COLLECTOR_PORT": settings.collector_port,
         "ANALYTICS_PORT": settings.analytics_port,
     }

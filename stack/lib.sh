@@ -39,11 +39,11 @@ install_python_env() {
 }
 
 load_stack_env() {
-    local exports
-    exports=$("$VENV/bin/python" stack/env.py) || exit 1
-    eval "$exports"
+    STACK_EXPORTS=$("$VENV/bin/python" stack/env.py) || exit 1
+    eval "$STACK_EXPORTS"
     PG_BINDIR=$(pg_bindir)
-    export PG_BINDIR
+    VENV_ABS=$(cd "$VENV" && pwd)
+    export PG_BINDIR VENV_ABS
 }
 
 install_kafka_libs() {

@@ -17,9 +17,16 @@ init_postgres
 init_kafka
 render_prometheus
 
+# supervisord expands %(ENV_...)s from its own environment: when the settings change,
+# it has to start again to see them; otherwise it only picks up edits of its config.
+stamp="$STACK_LOCAL/supervisord.env"
+if supervisor_running && ! cmp -s <(echo "$STACK_EXPORTS") "$stamp"; then
+    say "settings changed: restarting the process manager"
+    stack/down.sh
+fi
+echo "$STACK_EXPORTS" > "$stamp"
 if supervisor_running; then
     say "supervisord already running: applying configuration changes"
-    supervisorctl_ reread >/dev/null
     supervisorctl_ update >/dev/null
     supervisorctl_ start all >/dev/null || true
 else
@@ -37,11 +44,14 @@ say "migrating the database"
 "$VENV/bin/alembic" upgrade head
 say "creating Kafka topics"
 "$VENV/bin/python" -m consumers.topics
+say "starting the services"
+supervisorctl_ start services:* >/dev/null
 
 supervisorctl_ status
 cat <<URLS
 
 The system is up.
+  Data Collector  http://127.0.0.1:$COLLECTOR_PORT/docs   (API: /api/v1, OpenAPI: /openapi.json)
   Prometheus      http://127.0.0.1:$PROMETHEUS_PORT
   PostgreSQL      $PGHOST:$PGPORT  (database $PGDATABASE_APP)
   Kafka           127.0.0.1:$KAFKA_PORT

@@ -4,7 +4,7 @@ for their product."""
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, Uuid
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Uuid
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -49,6 +49,7 @@ class ParkedTransaction(Base):
     product_id: Mapped[Identifier]
     # The message as the processor read it, to be stored or rejected later.
     message: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    content_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     kafka_topic: Mapped[str] = mapped_column(String(249))
     kafka_partition: Mapped[int] = mapped_column(Integer)
     kafka_offset: Mapped[int] = mapped_column(BigInteger)

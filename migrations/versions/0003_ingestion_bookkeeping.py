@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("transaction_id", sa.String(length=64), nullable=False),
         sa.Column("product_id", sa.String(length=64), nullable=False),
         sa.Column("message", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("content_hash", sa.LargeBinary(length=32), nullable=False),
         sa.Column("kafka_topic", sa.String(length=249), nullable=False),
         sa.Column("kafka_partition", sa.Integer(), nullable=False),
         sa.Column("kafka_offset", sa.BigInteger(), nullable=False),

@@ -1,0 +1,236 @@
+"""The processor: reads the transactions topic (group `processor`, manual commits) and
+hands the messages to Celery workers in chunks, one task per poll.
+
+Kafka stays the source of truth until rows are stored. Every chunk is recorded in
+`ingest_chunks` before its task is sent; the worker marks it finished in the same
+database transaction that stores its rows. Offsets are committed, per partition, only
+up to the last message of the longest run of finished chunks. A chunk not finished
+within PROCESSOR_CHUNK_TIMEOUT_SECONDS (its worker died, or the broker lost the task)
+is sent again; storing is idempotent, so a slow first attempt does no harm.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import signal
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.structs import OffsetAndMetadata
+from prometheus_client import Counter, Gauge, start_http_server
+from sqlalchemy import text
+
+from config import Settings, get_settings
+from consumers.messages import KIND_HEADER
+from db.session import default_engine
+from logs import configure_logging
+
+logger = logging.getLogger(__name__)
+
+GROUP = "processor"
+CHUNKS_SENT = Counter("processor_chunks_sent_total", "Chunks handed to workers", ["attempt"])
+MESSAGES = Counter("processor_messages_total", "Messages read from Kafka")
+COMMITTED = Counter("processor_messages_committed_total", "Messages whose offsets were committed")
+INFLIGHT = Gauge("processor_inflight_chunks", "Chunks handed out and not yet stored")
+
+
+@dataclass
+class Chunk:
+    chunk_id: uuid.UUID
+    items: list[list]
+    last_offsets: dict[TopicPartition, int]
+    sent_at: float = 0.0
+    attempts: int = 0
+    finished: bool = False
+
+
+@dataclass
+class Tracker:
+    """Chunks in flight and, per partition, their order, to know what may be committed."""
+
+    chunks: dict[uuid.UUID, Chunk] = field(default_factory=dict)
+    order: dict[TopicPartition, deque[uuid.UUID]] = field(default_factory=dict)
+
+    def add(self, chunk: Chunk) -> None:
+        self.chunks[chunk.chunk_id] = chunk
+        for tp in chunk.last_offsets:
+            self.order.setdefault(tp, deque()).append(chunk.chunk_id)
+
+    def committable(self) -> tuple[dict[TopicPartition, OffsetAndMetadata], list[Chunk]]:
+        """Pops the finished prefix of each partition: the offsets to commit, and the
+        chunks that no partition waits on any more."""
+        offsets = {}
+        for tp, queue in self.order.items():
+            while queue and self.chunks[queue[0]].finished:
+                chunk = self.chunks[queue.popleft()]
+                offsets[tp] = OffsetAndMetadata(chunk.last_offsets[tp] + 1, "", -1)
+        waited_on = {cid for queue in self.order.values() for cid in queue}
+        done = [c for cid, c in self.chunks.items() if c.finished and cid not in waited_on]
+        for chunk in done:
+            del self.chunks[chunk.chunk_id]
+        return offsets, done
+
+    def forget(self, partitions: set[TopicPartition]) -> None:
+        """After a rebalance: the new owner reads these partitions from the committed offsets."""
+        for tp in partitions:
+            self.order.pop(tp, None)
+        for chunk_id in list(self.chunks):
+            if not any(chunk_id in q for q in self.order.values()):
+                del self.chunks[chunk_id]
+
+
+class Processor:
+    def __init__(self, settings: Settings):
+        from tasks.ingest import store_chunk  # imports the Celery app and its broker settings
+
+        self.settings = settings
+        self.store_chunk = store_chunk
+        self.engine = default_engine()
+        self.tracker = Tracker()
+        self.running = True
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=GROUP,
+            client_id="processor",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.processor_chunk_size,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_poll_interval_ms=300_000,
+        )
+        self.consumer.subscribe([settings.kafka_topic_transactions], listener=_Rebalance(self))
+
+    # --- the loop -------------------------------------------------------------------
+    def run(self) -> None:
+        logger.info("processor started", extra={"topic": self.settings.kafka_topic_transactions})
+        while self.running:
+            self._flow_control()
+            batch = self.consumer.poll(timeout_ms=100)
+            records = [r for rs in batch.values() for r in rs]
+            if records:
+                self._send(self._new_chunk(records))
+            self._check_chunks()
+        self._drain()
+
+    def _new_chunk(self, records) -> Chunk:
+        MESSAGES.inc(len(records))
+        last: dict[TopicPartition, int] = {}
+        items = []
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            last[tp] = max(last.get(tp, -1), r.offset)
+            kind = dict(r.headers or []).get(KIND_HEADER, b"").decode("utf-8", "replace")
+            items.append(
+                [r.topic, r.partition, r.offset, kind, base64.b64encode(r.value or b"").decode()]
+            )
+        chunk = Chunk(uuid.uuid4(), items, last)
+        with self.engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO ingest_chunks (chunk_id, messages) VALUES (:id, :n)"),
+                {"id": chunk.chunk_id, "n": len(items)},
+            )
+        self.tracker.add(chunk)
+        return chunk
+
+    def _send(self, chunk: Chunk) -> None:
+        chunk.attempts += 1
+        chunk.sent_at = time.monotonic()
+        self.store_chunk.apply_async(args=[str(chunk.chunk_id), chunk.items])
+        CHUNKS_SENT.labels("first" if chunk.attempts == 1 else "again").inc()
+
+    def _check_chunks(self) -> None:
+        pending = [c for c in self.tracker.chunks.values() if not c.finished]
+        if pending:
+            with self.engine.begin() as conn:
+                done = set(
+                    conn.execute(
+                        text(
+                            "SELECT chunk_id FROM ingest_chunks"
+                            " WHERE chunk_id = ANY(:ids) AND finished_at IS NOT NULL"
+                        ),
+                        {"ids": [c.chunk_id for c in pending]},
+                    ).scalars()
+                )
+            timeout = self.settings.processor_chunk_timeout_seconds
+            for chunk in pending:
+                if chunk.chunk_id in done:
+                    chunk.finished = True
+                elif time.monotonic() - chunk.sent_at > timeout:
+                    logger.warning(
+                        "chunk not stored in time; sending it again",
+                        extra={"chunk_id": str(chunk.chunk_id), "attempts": chunk.attempts},
+                    )
+                    self._send(chunk)
+        self._commit()
+        INFLIGHT.set(len(self.tracker.chunks))
+
+    def _commit(self) -> None:
+        offsets, done = self.tracker.committable()
+        if offsets:
+            self.consumer.commit(offsets)
+        if done:
+            COMMITTED.inc(sum(len(c.items) for c in done))
+            with self.engine.begin() as conn:
+                conn.execute(
+                    text("DELETE FROM ingest_chunks WHERE chunk_id = ANY(:ids)"),
+                    {"ids": [c.chunk_id for c in done]},
+                )
+
+    def _flow_control(self) -> None:
+        """Stops fetching while too many chunks are in flight; polling goes on (heartbeats)."""
+        assigned = self.consumer.assignment()
+        if len(self.tracker.chunks) >= self.settings.processor_max_inflight_chunks:
+            self.consumer.pause(*assigned)
+        else:
+            self.consumer.resume(*assigned)
+
+    def wait_for(self, partitions: set[TopicPartition], seconds: float) -> None:
+        """Gives in-flight chunks of these partitions a moment to finish, committing what does."""
+        deadline = time.monotonic() + seconds
+        while any(self.tracker.order.get(tp) for tp in partitions) and time.monotonic() < deadline:
+            self._check_chunks()
+            time.sleep(0.1)
+
+    def _drain(self) -> None:
+        logger.info("processor stopping: waiting for chunks in flight")
+        self.wait_for(set(self.tracker.order), self.settings.processor_chunk_timeout_seconds)
+        self.consumer.close(autocommit=False)
+
+    def stop(self, *_args) -> None:
+        self.running = False
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, processor: Processor):
+        self.processor = processor
+
+    def on_partitions_revoked(self, revoked):
+        revoked = set(revoked)
+        if revoked:
+            # Commit what finishes within a few seconds; the rest is re-read by the new owner.
+            self.processor.wait_for(revoked, 5.0)
+            self.processor.tracker.forget(revoked)
+
+    def on_partitions_assigned(self, assigned):
+        logger.info(
+            "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)}
+        )
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("processor")
+    start_http_server(settings.processor_metrics_port)
+    processor = Processor(settings)
+    signal.signal(signal.SIGTERM, processor.stop)
+    signal.signal(signal.SIGINT, processor.stop)
+    processor.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,418 @@
+"""Storing chunks of Kafka messages: validate the business rules, compute the amounts,
+write everything in one database transaction with bulk statements.
+
+Outcomes per transaction: stored; a harmless resend of a stored one (same id, same
+content: counted once); parked until its product arrives; or rejected with a reason
+(`duplicate_conflict`, `amount_above_list_price`, `malformed_message`,
+`unknown_product`). Nothing is dropped silently, and running the same chunk twice
+changes nothing: ids and Kafka offsets are unique keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+from psycopg2.extras import Json, execute_values
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from config import get_settings
+from consumers.messages import CENT, PRODUCT, TRANSACTION, content_hash
+from db.session import session_scope
+from tasks.celery_app import app
+
+logger = logging.getLogger(__name__)
+
+IDENTIFIER = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# A paid total may exceed price x quantity by rounding, never by more.
+AMOUNT_TOLERANCE = Decimal("0.01")
+
+
+@dataclass(slots=True)
+class Message:
+    """One Kafka message as the processor hands it on."""
+
+    topic: str
+    partition: int
+    offset: int
+    kind: str
+    raw: bytes
+    body: dict[str, Any] | None = None
+    problem: str | None = None
+    content_hash: bytes = b""
+
+    @classmethod
+    def from_task(cls, item: list) -> Message:
+        topic, partition, offset, kind, raw_b64 = item
+        return cls(topic, partition, offset, kind, base64.b64decode(raw_b64))
+
+
+@dataclass
+class Outcome:
+    stored: int = 0
+    duplicates: int = 0
+    parked: int = 0
+    rejected: int = 0
+    products: int = 0
+    rejections: list[tuple[Message, str, dict]] = field(default_factory=list)
+
+    def reject(self, message: Message, reason: str, details: dict | None = None) -> None:
+        self.rejected += 1
+        self.rejections.append((message, reason, details or {}))
+
+
+def _decimal(value: Any, name: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{name} is not a decimal") from None
+    if not amount.is_finite() or amount < 0 or amount != amount.quantize(CENT):
+        raise ValueError(f"{name} must be a non-negative amount with 2 decimals")
+    return amount
+
+
+def decode(message: Message) -> None:
+    """Parses and checks the message's shape; sets `problem` instead of raising."""
+    try:
+        body = orjson.loads(message.raw)
+        if not isinstance(body, dict):
+            raise ValueError("not a JSON object")
+        received = datetime.fromisoformat(body["received_at"])
+        if message.kind == TRANSACTION:
+            if not IDENTIFIER.match(str(body["transaction_id"])) or not IDENTIFIER.match(
+                str(body["product_id"])
+            ):
+                raise ValueError("transaction_id or product_id is not a valid identifier")
+            quantity = body["quantity"]
+            if isinstance(quantity, bool) or not isinstance(quantity, int):
+                raise ValueError("quantity is not an integer")
+            if not 1 <= quantity <= 1_000_000:
+                raise ValueError("quantity out of range")
+            body["total_amount"] = _decimal(body.get("total_amount"), "total_amount")
+            body["timestamp"] = datetime.fromisoformat(body["timestamp"])
+            if body["timestamp"].tzinfo is None:
+                raise ValueError("timestamp has no offset")
+            message.content_hash = content_hash(
+                body
+                | {"total_amount": body["total_amount"], "timestamp": body["timestamp"].isoformat()}
+            )
+        elif message.kind == PRODUCT:
+            if not IDENTIFIER.match(str(body["product_id"])):
+                raise ValueError("product_id is not a valid identifier")
+            for name, limit in (("name", 200), ("category", 100)):
+                if not isinstance(body[name], str) or not 1 <= len(body[name]) <= limit:
+                    raise ValueError(f"{name} must be 1 to {limit} characters")
+                if "\x00" in body[name]:
+                    raise ValueError(f"{name} contains NUL")
+            body["price"] = _decimal(body["price"], "price")
+            if body["price"] is None:
+                raise ValueError("price is missing")
+        else:
+            raise ValueError(f"unknown kind header {message.kind!r}")
+        body["received_at"] = received
+        message.body = body
+    except KeyError as exc:
+        message.problem = f"missing field {exc.args[0]!r}"
+    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        message.problem = str(exc) or type(exc).__name__
+
+
+def upsert_products(session: Session, messages: list[Message]) -> list[str]:
+    """Latest version wins, by the time the collector received it."""
+    latest: dict[str, dict] = {}
+    for m in messages:
+        body = m.body
+        current = latest.get(body["product_id"])
+        if current is None or current["received_at"] <= body["received_at"]:
+            latest[body["product_id"]] = body
+    if not latest:
+        return []
+    rows = [
+        (b["product_id"], b["name"], b["category"], b["price"], b["received_at"])
+        for b in sorted(latest.values(), key=lambda b: b["product_id"])
+    ]
+    cursor = session.connection().connection.cursor()
+    execute_values(
+        cursor,
+        """
+        INSERT INTO products (product_id, name, category, price, received_at)
+        VALUES %s
+        ON CONFLICT (product_id) DO UPDATE SET
+            name = EXCLUDED.name, category = EXCLUDED.category, price = EXCLUDED.price,
+            received_at = EXCLUDED.received_at, updated_at = now()
+        WHERE products.received_at <= EXCLUDED.received_at
+        """,
+        rows,
+    )
+    return list(latest)
+
+
+def store_transactions(
+    session: Session, messages: list[Message], outcome: Outcome, *, park_until: datetime | None
+) -> None:
+    """Stores valid transactions; parks (or, with park_until=None, rejects) unknown products."""
+    # Within the chunk: the first of a repeated id wins, like in the table.
+    first: dict[str, Message] = {}
+    for m in messages:
+        seen = first.get(m.body["transaction_id"])
+        if seen is None:
+            first[m.body["transaction_id"]] = m
+        elif seen.content_hash == m.content_hash:
+            outcome.duplicates += 1
+        else:
+            outcome.reject(m, "duplicate_conflict", {"conflicts_with_offset": seen.offset})
+    candidates = _drop_known(session, list(first.values()), outcome)
+
+    product_ids = sorted({m.body["product_id"] for m in candidates})
+    prices = dict(
+        session.execute(
+            text("SELECT product_id, price FROM products WHERE product_id = ANY(:ids)"),
+            {"ids": product_ids},
+        ).all()
+    )
+    rows, to_park = [], []
+    for m in candidates:
+        b = m.body
+        price = prices.get(b["product_id"])
+        if price is None:
+            to_park.append(m)
+            continue
+        list_amount = price * b["quantity"]
+        total = list_amount if b["total_amount"] is None else b["total_amount"]
+        if total > list_amount + AMOUNT_TOLERANCE:
+            outcome.reject(
+                m,
+                "amount_above_list_price",
+                {
+                    "total_amount": str(total),
+                    "list_amount": str(list_amount),
+                    "unit_price": str(price),
+                },
+            )
+            continue
+        rows.append(
+            (
+                b["transaction_id"],
+                b["product_id"],
+                b["quantity"],
+                price,
+                list_amount,
+                total,
+                b["timestamp"],
+                b["received_at"],
+                m.partition,
+                m.offset,
+                m.content_hash,
+            )
+        )
+
+    if to_park and park_until is not None:
+        _park(session, to_park, park_until)
+        outcome.parked += len(to_park)
+    else:
+        for m in to_park:
+            outcome.reject(m, "unknown_product", {"product_id": m.body["product_id"]})
+
+    if rows:
+        cursor = session.connection().connection.cursor()
+        inserted = execute_values(
+            cursor,
+            """
+            INSERT INTO transactions (transaction_id, product_id, quantity, unit_price,
+                list_amount, total_amount, occurred_at, received_at, kafka_partition,
+                kafka_offset, content_hash)
+            VALUES %s
+            ON CONFLICT (transaction_id) DO NOTHING
+            RETURNING transaction_id
+            """,
+            rows,
+            page_size=len(rows),
+            fetch=True,
+        )
+        stored = {r[0] for r in inserted}
+        outcome.stored += len(stored)
+        # Stored meanwhile by a concurrent run of the same or another chunk.
+        raced = [first[r[0]] for r in rows if r[0] not in stored]
+        _drop_known(session, raced, outcome)
+
+
+def _drop_known(session: Session, messages: list[Message], outcome: Outcome) -> list[Message]:
+    """Drops ids already stored or parked: same content is a duplicate, else a conflict."""
+    if not messages:
+        return []
+    known = dict(
+        session.execute(
+            text(
+                "SELECT transaction_id, content_hash FROM transactions"
+                " WHERE transaction_id = ANY(:ids)"
+                " UNION ALL "
+                "SELECT transaction_id, content_hash FROM parked_transactions"
+                " WHERE transaction_id = ANY(:ids)"
+            ),
+            {"ids": [m.body["transaction_id"] for m in messages]},
+        ).all()
+    )
+    fresh = []
+    for m in messages:
+        existing = known.get(m.body["transaction_id"])
+        if existing is None:
+            fresh.append(m)
+        elif bytes(existing) == m.content_hash:
+            outcome.duplicates += 1
+        else:
+            outcome.reject(m, "duplicate_conflict", {"reason": "another transaction has this id"})
+    return fresh
+
+
+def _park(session: Session, messages: list[Message], until: datetime) -> None:
+    rows = [
+        (
+            m.body["transaction_id"],
+            m.body["product_id"],
+            Json(orjson.loads(m.raw)),
+            m.content_hash,
+            m.topic,
+            m.partition,
+            m.offset,
+            until,
+        )
+        for m in messages
+    ]
+    cursor = session.connection().connection.cursor()
+    execute_values(
+        cursor,
+        """
+        INSERT INTO parked_transactions (transaction_id, product_id, message, content_hash,
+            kafka_topic, kafka_partition, kafka_offset, expires_at)
+        VALUES %s ON CONFLICT (transaction_id) DO NOTHING
+        """,
+        rows,
+    )
+
+
+def record_rejections(session: Session, outcome: Outcome) -> None:
+    if not outcome.rejections:
+        return
+    rows = []
+    for m, reason, details in outcome.rejections:
+        txid = (m.body or {}).get("transaction_id")
+        received = (m.body or {}).get("received_at")
+        rows.append(
+            (
+                txid if isinstance(txid, str) else None,
+                m.raw,
+                reason,
+                Json(details),
+                "processor",
+                m.topic,
+                m.partition,
+                m.offset,
+                received if isinstance(received, datetime) else None,
+            )
+        )
+    cursor = session.connection().connection.cursor()
+    execute_values(
+        cursor,
+        """
+        INSERT INTO rejected_transactions (transaction_id, raw_payload, reason, details, stage,
+            kafka_topic, kafka_partition, kafka_offset, received_at)
+        VALUES %s
+        ON CONFLICT ON CONSTRAINT uq_rejected_transactions_source DO NOTHING
+        """,
+        rows,
+    )
+
+
+def process_messages(session: Session, messages: list[Message], now: datetime) -> Outcome:
+    """Everything a chunk does, inside the caller's database transaction."""
+    outcome = Outcome()
+    for m in messages:
+        decode(m)
+        if m.problem:
+            outcome.reject(m, "malformed_message", {"problem": m.problem})
+    good = [m for m in messages if not m.problem]
+    products = [m for m in good if m.kind == PRODUCT]
+    released = []
+    if products:
+        arrived = upsert_products(session, products)
+        outcome.products = len(arrived)
+        released = take_parked(session, product_ids=arrived)
+    window = timedelta(seconds=get_settings().unknown_product_window_seconds)
+    store_transactions(
+        session, [m for m in good if m.kind == TRANSACTION], outcome, park_until=now + window
+    )
+    if released:
+        store_transactions(session, released, outcome, park_until=None)
+    record_rejections(session, outcome)
+    return outcome
+
+
+def take_parked(
+    session: Session,
+    *,
+    product_ids: list[str] | None = None,
+    expired_before: datetime | None = None,
+) -> list[Message]:
+    """Removes and returns parked transactions (of these products, or expired ones)."""
+    where = "product_id = ANY(:ids)" if product_ids is not None else "expires_at < :before"
+    rows = session.execute(
+        text(
+            f"""
+            DELETE FROM parked_transactions WHERE transaction_id IN (
+                SELECT transaction_id FROM parked_transactions WHERE {where}
+                ORDER BY transaction_id FOR UPDATE SKIP LOCKED LIMIT 10000)
+            RETURNING message, kafka_topic, kafka_partition, kafka_offset
+            """
+        ),
+        {"ids": product_ids, "before": expired_before},
+    ).all()
+    messages = []
+    for body, topic, partition, offset in rows:
+        m = Message(topic, partition, offset, TRANSACTION, orjson.dumps(body))
+        decode(m)
+        messages.append(m)
+    return messages
+
+
+@app.task(name="ingest.store_chunk")
+def store_chunk(chunk_id: str, items: list[list]) -> dict:
+    """Stores one chunk and marks it finished, in one database transaction."""
+    messages = [Message.from_task(item) for item in items]
+    with session_scope() as session:
+        outcome = process_messages(session, messages, datetime.now(UTC))
+        session.execute(
+            text(
+                "UPDATE ingest_chunks SET finished_at = now(), stored = :stored,"
+                " duplicates = :duplicates, rejected = :rejected, parked = :parked"
+                " WHERE chunk_id = :chunk_id"
+            ),
+            {
+                "chunk_id": uuid.UUID(chunk_id),
+                "stored": outcome.stored,
+                "duplicates": outcome.duplicates,
+                "rejected": outcome.rejected,
+                "parked": outcome.parked,
+            },
+        )
+    logger.info(
+        "chunk stored",
+        extra={
+            "chunk_id": chunk_id,
+            "messages": len(messages),
+            "stored": outcome.stored,
+            "duplicates": outcome.duplicates,
+            "rejected": outcome.rejected,
+            "parked": outcome.parked,
+        },
+    )
+    return {"stored": outcome.stored, "rejected": outcome.rejected}
