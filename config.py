@@ -134,6 +134,7 @@ class Settings(BaseSettings):
     collector_kafka_timeout_seconds: float = Field(5.0, gt=0, le=120)
 
     # Processor (Kafka consumer) and Celery worker
+    processor_group: str = Field("processor", min_length=1, max_length=255)
     processor_chunk_size: int = Field(2000, ge=1, le=50_000)
     processor_max_inflight_chunks: int = Field(8, ge=1, le=1000)
     processor_chunk_timeout_seconds: float = Field(60.0, gt=0)
@@ -142,6 +143,8 @@ class Settings(BaseSettings):
     worker_metrics_port: Port = 9102
     unknown_product_window_seconds: float = Field(300.0, ge=0)
     high_value_threshold: Decimal = Field(Decimal("10000"), ge=0)
+    rejection_burst_threshold: int = Field(100, ge=1)
+    rejection_burst_window_seconds: float = Field(300.0, gt=0)
 
     # Behaviour
     report_timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"

@@ -12,6 +12,7 @@ is sent again; storing is idempotent, so a slow first attempt does no harm.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import signal
 import time
@@ -19,24 +20,27 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter, Gauge, start_http_server
 from sqlalchemy import text
 
 from config import Settings, get_settings
 from consumers.messages import KIND_HEADER
+from consumers.outbox_relay import relay_outbox
 from db.session import default_engine
 from logs import configure_logging
 
 logger = logging.getLogger(__name__)
 
-GROUP = "processor"
 CHUNKS_SENT = Counter("processor_chunks_sent_total", "Chunks handed to workers", ["attempt"])
 MESSAGES = Counter("processor_messages_total", "Messages read from Kafka")
 COMMITTED = Counter("processor_messages_committed_total", "Messages whose offsets were committed")
 INFLIGHT = Gauge("processor_inflight_chunks", "Chunks handed out and not yet stored")
+EVENTS = Counter("processor_events_published_total", "Outbox events published to Kafka")
+RELAY_INTERVAL = 1.0
 
 
 @dataclass
@@ -95,7 +99,7 @@ class Processor:
         self.running = True
         self.consumer = KafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id=GROUP,
+            group_id=settings.processor_group,
             client_id="processor",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -104,6 +108,13 @@ class Processor:
             max_poll_interval_ms=300_000,
         )
         self.consumer.subscribe([settings.kafka_topic_transactions], listener=_Rebalance(self))
+        self.producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id="processor-outbox",
+            acks="all",
+            linger_ms=5,
+        )
+        self.last_relay = 0.0
 
     # --- the loop -------------------------------------------------------------------
     def run(self) -> None:
@@ -115,7 +126,16 @@ class Processor:
             if records:
                 self._send(self._new_chunk(records))
             self._check_chunks()
+            self._relay()
         self._drain()
+
+    def _relay(self) -> None:
+        if time.monotonic() - self.last_relay < RELAY_INTERVAL:
+            return
+        self.last_relay = time.monotonic()
+        # On a Kafka error (logged by the relay) the events stay in the outbox for the next run.
+        with contextlib.suppress(KafkaError):
+            EVENTS.inc(relay_outbox(self.engine, self.producer))
 
     def _new_chunk(self, records) -> Chunk:
         MESSAGES.inc(len(records))
@@ -200,6 +220,7 @@ class Processor:
         logger.info("processor stopping: waiting for chunks in flight")
         self.wait_for(set(self.tracker.order), self.settings.processor_chunk_timeout_seconds)
         self.consumer.close(autocommit=False)
+        self.producer.close(timeout=10)
 
     def stop(self, *_args) -> None:
         self.running = False

@@ -72,6 +72,11 @@ def create_celery() -> Celery:
             },
             # tasks/maintenance.py: delete broker messages that workers have fetched.
             "purge-broker": {"task": "maintenance.purge_broker", "schedule": 60.0},
+            # tasks/maintenance.py: raise a rejection_burst event when rejections pile up.
+            "check-rejection-burst": {
+                "task": "maintenance.check_rejection_burst",
+                "schedule": 30.0,
+            },
         },
         include=["tasks.ingest", "tasks.maintenance"],
     )

@@ -28,6 +28,7 @@ from config import get_settings
 from consumers.messages import CENT, PRODUCT, TRANSACTION, content_hash
 from db.session import session_scope
 from tasks.celery_app import app
+from tasks.events import add_to_outbox, high_value_sale
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +234,7 @@ def store_transactions(
                 kafka_offset, content_hash)
             VALUES %s
             ON CONFLICT (transaction_id) DO NOTHING
-            RETURNING transaction_id
+            RETURNING transaction_id, total_amount
             """,
             rows,
             page_size=len(rows),
@@ -241,6 +242,15 @@ def store_transactions(
         )
         stored = {r[0] for r in inserted}
         outcome.stored += len(stored)
+        threshold = get_settings().high_value_threshold
+        add_to_outbox(
+            session,
+            [
+                high_value_sale(first[txid].body | {"total_amount": total}, threshold)
+                for txid, total in inserted
+                if total >= threshold
+            ],
+        )
         # Stored meanwhile by a concurrent run of the same or another chunk.
         raced = [first[r[0]] for r in rows if r[0] not in stored]
         _drop_known(session, raced, outcome)
@@ -314,6 +324,7 @@ def record_rejections(session: Session, outcome: Outcome) -> None:
                 reason,
                 Json(details),
                 "processor",
+                m.kind,
                 m.topic,
                 m.partition,
                 m.offset,
@@ -325,7 +336,7 @@ def record_rejections(session: Session, outcome: Outcome) -> None:
         cursor,
         """
         INSERT INTO rejected_transactions (transaction_id, raw_payload, reason, details, stage,
-            kafka_topic, kafka_partition, kafka_offset, received_at)
+            kind, kafka_topic, kafka_partition, kafka_offset, received_at)
         VALUES %s
         ON CONFLICT ON CONSTRAINT uq_rejected_transactions_source DO NOTHING
         """,

@@ -3,12 +3,14 @@
 from db.models.catalog import Product
 from db.models.ingest import IngestChunk, ParkedTransaction
 from db.models.notifications import NotificationLog
+from db.models.outbox import OutboxEvent
 from db.models.rollups import RollupState, SalesDaily, SalesHourly
 from db.models.sales import RejectedTransaction, Transaction
 
 __all__ = [
     "IngestChunk",
     "NotificationLog",
+    "OutboxEvent",
     "ParkedTransaction",
     "Product",
     "RejectedTransaction",

@@ -91,6 +91,8 @@ class RejectedTransaction(Base):
     reason: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     stage: Mapped[str] = mapped_column(String(32))
+    # The message's kind header (transaction or product), needed to replay it.
+    kind: Mapped[str] = mapped_column(String(32))
     kafka_topic: Mapped[str] = mapped_column(String(249))
     kafka_partition: Mapped[int] = mapped_column(Integer)
     kafka_offset: Mapped[int] = mapped_column(BigInteger)

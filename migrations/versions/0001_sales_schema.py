@@ -90,6 +90,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("stage", sa.String(length=32), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("kafka_topic", sa.String(length=249), nullable=False),
         sa.Column("kafka_partition", sa.Integer(), nullable=False),
         sa.Column("kafka_offset", sa.BigInteger(), nullable=False),

@@ -1,4 +1,5 @@
-"""Ingestion bookkeeping: chunks handed to workers, parked transactions, content hashes.
+"""Ingestion bookkeeping: chunks handed to workers, parked transactions, content hashes,
+and the outbox of events for Kafka.
 
 No transaction can have been stored before this revision (the pipeline that stores
 them arrives with it), so content_hash is added NOT NULL without a backfill.
@@ -61,12 +62,41 @@ def upgrade() -> None:
     op.create_index(
         "ix_parked_transactions_product_id", "parked_transactions", ["product_id"], unique=False
     )
+    op.create_table(
+        "outbox_events",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        sa.Column("event_id", sa.String(length=200), nullable=False),
+        sa.Column("topic", sa.String(length=249), nullable=False),
+        sa.Column("payload", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox_events")),
+        sa.UniqueConstraint("event_id", name=op.f("uq_outbox_events_event_id")),
+    )
+    op.create_index(
+        "ix_outbox_events_unpublished",
+        "outbox_events",
+        ["id"],
+        unique=False,
+        postgresql_where=sa.text("published_at IS NULL"),
+    )
     op.add_column(
         "transactions", sa.Column("content_hash", sa.LargeBinary(length=32), nullable=False)
     )
 
 
 def downgrade() -> None:
+    op.drop_index(
+        "ix_outbox_events_unpublished",
+        table_name="outbox_events",
+        postgresql_where=sa.text("published_at IS NULL"),
+    )
+    op.drop_table("outbox_events")
     op.drop_column("transactions", "content_hash")
     op.drop_index("ix_parked_transactions_product_id", table_name="parked_transactions")
     op.drop_index("ix_parked_transactions_expires_at", table_name="parked_transactions")
