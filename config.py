@@ -119,7 +119,8 @@ class Settings(BaseSettings):
     kafka_controller_port: Port = 9093
     kafka_heap: str = Field("512m", pattern=r"^\d+[mg]$")
 
-    # HTTP services
+    # HTTP services: the address they listen on (0.0.0.0 in containers) and their ports.
+    http_bind_host: str = "127.0.0.1"
     collector_port: Port = 8001
     analytics_port: Port = 8002
     prometheus_port: Port = 9090

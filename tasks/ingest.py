@@ -29,6 +29,7 @@ from consumers.messages import CENT, PRODUCT, TRANSACTION, content_hash
 from db.session import session_scope
 from tasks.celery_app import app
 from tasks.events import add_to_outbox, high_value_sale
+from tasks.metrics import PRODUCTS, REJECTIONS, TRANSACTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -395,6 +396,16 @@ def take_parked(
     return messages
 
 
+def count_outcome(outcome: Outcome) -> None:
+    """Metrics, once the outcome is committed."""
+    for name in ("stored", "duplicates", "parked"):
+        TRANSACTIONS.labels(name.removesuffix("s")).inc(getattr(outcome, name))
+    TRANSACTIONS.labels("rejected").inc(outcome.rejected)
+    for _, reason, _ in outcome.rejections:
+        REJECTIONS.labels(reason).inc()
+    PRODUCTS.inc(outcome.products)
+
+
 @app.task(name="ingest.store_chunk")
 def store_chunk(chunk_id: str, items: list[list]) -> dict:
     """Stores one chunk and marks it finished, in one database transaction."""
@@ -415,6 +426,7 @@ def store_chunk(chunk_id: str, items: list[list]) -> dict:
                 "parked": outcome.parked,
             },
         )
+    count_outcome(outcome)
     logger.info(
         "chunk stored",
         extra={

@@ -11,7 +11,13 @@ from config import get_settings
 from db.session import session_scope
 from tasks.celery_app import app
 from tasks.events import add_to_outbox, event
-from tasks.ingest import Outcome, record_rejections, store_transactions, take_parked
+from tasks.ingest import (
+    Outcome,
+    count_outcome,
+    record_rejections,
+    store_transactions,
+    take_parked,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +47,7 @@ def release_parked() -> dict:
             session, take_parked(session, expired_before=now), outcome, park_until=None
         )
         record_rejections(session, outcome)
+    count_outcome(outcome)
     if outcome.stored or outcome.rejected:
         logger.info(
             "parked transactions released",
