@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     ingest_api_keys: Annotated[
         list[str], NoDecode, BeforeValidator(_split_commas), AfterValidator(_nonempty_keys)
     ]
+    # Keys for the admin endpoints (listing and replaying rejected transactions).
+    admin_api_keys: Annotated[
+        list[str], NoDecode, BeforeValidator(_split_commas), AfterValidator(_nonempty_keys)
+    ]
     collector_workers: int = Field(2, ge=1, le=64)
     collector_batch_max_items: int = Field(1000, ge=1, le=100_000)
     collector_kafka_timeout_seconds: float = Field(5.0, gt=0, le=120)

@@ -14,6 +14,7 @@ from flask_smorest import Api, abort
 from swagger_ui_bundle import swagger_ui_path
 
 API_KEY_SCHEME = "ApiKeyAuth"
+ADMIN_KEY_SCHEME = "AdminKeyAuth"
 
 
 class OrjsonProvider(JSONProvider):
@@ -34,7 +35,9 @@ def _default(value):
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-def create_api(app: Flask, *, title: str, description: str) -> Api:
+def create_api(
+    app: Flask, *, title: str, description: str, security_schemes: tuple[str, ...] = ()
+) -> Api:
     """flask-smorest with OpenAPI at /openapi.json and Swagger UI at /docs, no CDN."""
     app.json = OrjsonProvider(app)
     app.config.update(
@@ -50,7 +53,8 @@ def create_api(app: Flask, *, title: str, description: str) -> Api:
             "info": {"description": description},
             "components": {
                 "securitySchemes": {
-                    API_KEY_SCHEME: {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+                    scheme: {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+                    for scheme in security_schemes
                 }
             },
         },

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from flask import Flask
 
 from config import Settings, get_settings
+from db.session import make_engine
 from logs import configure_logging
-from web.common import create_api, register_health, register_metrics, require_api_key
+from web.common import (
+    ADMIN_KEY_SCHEME,
+    API_KEY_SCHEME,
+    create_api,
+    register_health,
+    register_metrics,
+    require_api_key,
+)
+from web.ingestion import admin, routes
 from web.ingestion.publisher import Publisher
-from web.ingestion.routes import blp
 
 SERVICE = "collector"
 
@@ -23,11 +33,18 @@ def create_app(settings: Settings | None = None) -> Flask:
         app,
         title="Data Collector API",
         description="Sales transactions and products in; answered 202 once Kafka has them.",
+        security_schemes=(API_KEY_SCHEME, ADMIN_KEY_SCHEME),
     )
-    require_api_key(blp, settings.ingest_api_keys)
-    api.register_blueprint(blp)
+    require_api_key(routes.blp, settings.ingest_api_keys)
+    require_api_key(admin.blp, settings.admin_api_keys)
+    api.register_blueprint(routes.blp)
+    api.register_blueprint(admin.blp)
     publisher = Publisher(settings)
     app.extensions["publisher"] = publisher
+    # Only the admin endpoints use the database; connect on first use.
+    app.extensions["db_engine"] = lru_cache(maxsize=1)(
+        lambda: make_engine(settings.database_url, application_name=SERVICE)
+    )
 
     def ready():
         ok = publisher.ready()

@@ -30,7 +30,7 @@ class Publisher:
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
 
-    def _get_producer(self) -> KafkaProducer:
+    def producer(self) -> KafkaProducer:
         with self._lock:
             if self._producer is None:
                 timeout_ms = int(self.timeout * 1000)
@@ -55,7 +55,7 @@ class Publisher:
     def publish(self, messages: list[Outgoing]) -> None:
         """Returns once every message is acknowledged; raises KafkaUnavailable otherwise."""
         deadline = time.monotonic() + self.timeout
-        producer = self._get_producer()
+        producer = self.producer()
         try:
             futures = [
                 producer.send(self.topic, key=m.key, value=m.value, headers=m.headers)
@@ -70,7 +70,7 @@ class Publisher:
 
     def ready(self) -> bool:
         try:
-            producer = self._get_producer()
+            producer = self.producer()
             return bool(producer.partitions_for(self.topic))
         except (KafkaUnavailable, KafkaError):
             return False
