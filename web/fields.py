@@ -46,7 +46,7 @@ class Text(fields.String):
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise ValidationError("must be valid Unicode (it contains a lone surrogate)") from None
-        if text.strip() != text or not text:
+        if text.strip() != text:
             raise ValidationError("must not start or end with white space")
         return text
 

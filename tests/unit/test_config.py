@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -13,11 +14,20 @@ GOOD = {
     "DATABASE_URL": "postgresql+psycopg2://u:p@db.example:5432/sales",
     "CELERY_BROKER_URL": "sqla+postgresql+psycopg2://u:p@db.example:5432/sales",
     "KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
+    "INGEST_API_KEYS": "ingest-key-0123456789",
+    "ADMIN_API_KEYS": "admin-key-0123456789",
 }
+BIN = Path(sys.executable).parent
 
 # Every long-running service and command, as it is started in production.
 SERVICE_COMMANDS = [
+    [str(BIN / "gunicorn"), "--config", "web/ingestion/gunicorn_conf.py"],
+    [sys.executable, "-m", "web.ingestion.app"],
+    [sys.executable, "-m", "consumers.processor"],
+    [str(BIN / "celery"), "-A", "tasks.worker", "worker"],
+    [str(BIN / "celery"), "-A", "tasks.celery_app", "beat"],
     [sys.executable, "-m", "consumers.topics"],
+    [sys.executable, "-m", "consumers.replay", "list"],
 ]
 
 
@@ -94,7 +104,7 @@ def test_env_example_is_complete_and_valid(monkeypatch):
     Settings(_env_file=PROJECT_ROOT / ".env.example")
 
 
-@pytest.mark.parametrize("command", SERVICE_COMMANDS, ids=lambda c: c[-1])
+@pytest.mark.parametrize("command", SERVICE_COMMANDS, ids=lambda c: " ".join(c[1:]))
 @pytest.mark.parametrize("value", [None, "mysql://nope"], ids=["unset", "malformed"])
 def test_service_refuses_to_start_without_a_good_database_url(tmp_path, command, value):
     env_file = tmp_path / "env"

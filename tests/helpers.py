@@ -1,0 +1,38 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from config import PROJECT_ROOT, Settings
+
+T = TypeVar("T")
+
+
+def example_settings(**overrides) -> Settings:
+    """The settings as shipped in .env.example, with overrides (no .env, no environment)."""
+    base = Settings(_env_file=PROJECT_ROOT / ".env.example")
+    return base.model_copy(update=overrides)
+
+
+def wait_until(
+    check: Callable[[], T], *, timeout: float = 30, interval: float = 0.2, what: str = ""
+) -> T:
+    """Calls `check` until it returns something truthy; fails the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

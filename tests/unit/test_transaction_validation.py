@@ -1,0 +1,166 @@
+"""Every validation rule of the Data Collector at its boundary, with its message."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from marshmallow import ValidationError
+
+from web.ingestion.schemas import ProductSchema, TransactionSchema
+
+VALID = {
+    "transaction_id": "tx-1",
+    "product_id": "sku-1",
+    "quantity": 1,
+    "total_amount": "10.00",
+    "timestamp": "2026-01-01T00:00:00Z",
+}
+
+
+def load(**changes):
+    return TransactionSchema().load({**VALID, **changes})
+
+
+def error(**changes) -> dict:
+    with pytest.raises(ValidationError) as info:
+        load(**changes)
+    return info.value.messages
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["a", "A" * 64, "Az09._:-", "2026:store-7.till_2"],
+    ids=["1", "64", "alphabet", "mixed"],
+)
+def test_identifier_accepts(value):
+    assert load(transaction_id=value, product_id=value)["transaction_id"] == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "A" * 65, "a b", "a/b", "é", "a\x00b", "\ud800", 12],
+    ids=["empty", "65", "space", "slash", "accent", "nul", "surrogate", "number"],
+)
+def test_identifier_refuses(value):
+    messages = error(transaction_id=value)["transaction_id"]
+    assert any("1 to 64 characters" in m or "Not a valid string" in m for m in messages)
+
+
+@pytest.mark.parametrize("value", [1, 1_000_000])
+def test_quantity_bounds_accepted(value):
+    assert load(quantity=value)["quantity"] == value
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (0, "between 1 and 1000000"),
+        (1_000_001, "between 1 and 1000000"),
+        (-1, "between 1 and 1000000"),
+        (True, "whole number"),
+        (2.0, "whole number"),
+        ("2", "whole number"),
+    ],
+)
+def test_quantity_refused(value, message):
+    assert message in error(quantity=value)["quantity"][0]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, "0.00"),
+        ("0", "0.00"),
+        (19.99, "19.99"),
+        ("19.99", "19.99"),
+        (12.3, "12.30"),
+        ("12.300", "12.30"),
+        (0.1, "0.10"),
+        (None, None),
+    ],
+)
+def test_amount_is_exact(value, expected):
+    amount = load(total_amount=value)["total_amount"]
+    assert amount == (None if expected is None else Decimal(expected))
+
+
+def test_amount_may_be_left_out():
+    item = dict(VALID)
+    del item["total_amount"]
+    assert TransactionSchema().load(item)["total_amount"] is None
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (-0.01, "must not be negative"),
+        ("-1", "at most 2 decimal places"),
+        (12.345, "more than 2 decimal places"),
+        ("0.001", "more than 2 decimal places"),
+        ("NaN", "at most 2 decimal places"),
+        ("1e3", "at most 2 decimal places"),
+        (" 12", "at most 2 decimal places"),
+        (True, "at most 2 decimal places"),
+        ("ten", "at most 2 decimal places"),
+    ],
+)
+def test_amount_refused(value, message):
+    assert message in error(total_amount=value)["total_amount"][0]
+
+
+def test_timestamp_without_offset_means_utc():
+    moment = load(timestamp="2026-03-01T12:30:00")["timestamp"]
+    assert moment == datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+
+
+def test_timestamp_with_offset_is_converted_to_utc():
+    moment = load(timestamp="2026-03-01T02:30:00+03:00")["timestamp"]
+    assert moment == datetime(2026, 2, 28, 23, 30, tzinfo=UTC)
+
+
+def test_timestamp_bounds():
+    assert load(timestamp="2000-01-01T00:00:00Z")["timestamp"].year == 2000
+    assert "before 2000-01-01" in error(timestamp="1999-12-31T23:59:59Z")["timestamp"][0]
+    soon = datetime.now(UTC) + timedelta(minutes=4)
+    assert load(timestamp=soon.isoformat())["timestamp"] == soon
+    later = datetime.now(UTC) + timedelta(minutes=6)
+    assert "5 minutes in the future" in error(timestamp=later.isoformat())["timestamp"][0]
+    assert error(timestamp="yesterday")["timestamp"] == ["Not a valid datetime."]
+
+
+def test_unknown_and_missing_fields():
+    messages = error(colour="red")
+    assert messages == {"colour": ["Unknown field."]}
+    with pytest.raises(ValidationError) as info:
+        TransactionSchema().load({"transaction_id": "x"})
+    assert set(info.value.messages) == {"product_id", "quantity", "timestamp"}
+
+
+PRODUCT = {"product_id": "sku-1", "name": "Cup", "category": "Kitchen", "price": "9.99"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("name", "", "1 to 200 characters"),
+        ("name", "x" * 201, "1 to 200 characters"),
+        ("category", "x" * 101, "1 to 100 characters"),
+        ("name", "Cup\x00", "control characters"),
+        ("name", "Cup\n", "control characters"),
+        ("name", "Cup \ud800", "lone surrogate"),
+        ("name", " Cup", "white space"),
+        ("price", "-1", "at most 2 decimal places"),
+        ("price", "10000000000.00", "at most 9999999999.99"),
+    ],
+)
+def test_product_refused(field, value, message):
+    with pytest.raises(ValidationError) as info:
+        ProductSchema().load({**PRODUCT, field: value})
+    assert message in info.value.messages[field][0]
+
+
+def test_product_accepted_at_its_bounds():
+    item = ProductSchema().load(
+        {**PRODUCT, "name": "x" * 200, "category": "y" * 100, "price": "9999999999.99"}
+    )
+    assert item["price"] == Decimal("9999999999.99")
