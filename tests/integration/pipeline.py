@@ -1,0 +1,183 @@
+"""A whole ingestion pipeline of its own for a test: its database, its topics and consumer
+group, and real processor, Celery worker and beat processes; the collector runs in-process
+(Flask's test client) against the same Kafka."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from config import PROJECT_ROOT, Settings
+from consumers.topics import admin_client
+from db.session import make_engine
+from tests.conftest import create_database, drop_database
+from tests.helpers import example_settings, free_port, wait_until
+from web.ingestion.app import create_app
+
+BIN = Path(sys.executable).parent
+INGEST_KEY = {"X-API-Key": "local-dev-ingest-key-change-me"}
+ADMIN_KEY = {"X-API-Key": "local-dev-admin-key-change-me"}
+
+
+class Pipeline:
+    def __init__(
+        self, settings: Settings, admin_engine: Engine, template: str, folder: Path, **overrides
+    ):
+        self.run_id = uuid.uuid4().hex[:10]
+        self.admin_engine = admin_engine
+        self.folder = folder
+        self.db_name = f"salesflow_test_{self.run_id}"
+        create_database(admin_engine, self.db_name, template=template)
+        self.database_url = settings.database.set(database=self.db_name).render_as_string(
+            hide_password=False
+        )
+        self.topic = f"test-transactions-{self.run_id}"
+        self.notifications_topic = f"test-notifications-{self.run_id}"
+        self.kafka = settings.kafka_bootstrap_servers
+        admin = admin_client(settings)
+        admin.create_topics(
+            {self.topic: {"num_partitions": 3}, self.notifications_topic: {"num_partitions": 1}},
+            wait_for_metadata=True,
+        )
+        admin.close()
+        values = {
+            "database_url": self.database_url,
+            "celery_broker_url": "sqla+" + self.database_url,
+            "kafka_bootstrap_servers": self.kafka,
+            "kafka_topic_transactions": self.topic,
+            "kafka_topic_notifications": self.notifications_topic,
+            "processor_group": f"test-processor-{self.run_id}",
+            "log_dir": folder / "logs",
+            "unknown_product_window_seconds": 4.0,
+            "processor_chunk_timeout_seconds": 5.0,
+            "high_value_threshold": 1000,
+        } | overrides
+        self.settings = example_settings(**values)
+        self.env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+        self.env["ENV_FILE"] = str(PROJECT_ROOT / ".env.example")
+        for name, value in values.items():
+            self.env[name.upper()] = ",".join(value) if isinstance(value, list) else str(value)
+        self.engine = make_engine(self.database_url)
+        self.client = create_app(self.settings).test_client()
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    # --- processes --------------------------------------------------------------------
+    def command(self, name: str) -> list[str]:
+        if name.startswith("processor"):
+            return [sys.executable, "-m", "consumers.processor"]
+        if name.startswith("worker"):
+            return [
+                str(BIN / "celery"),
+                "-A",
+                "tasks.worker",
+                "worker",
+                "--queues",
+                "ingest,maintenance",
+                "--concurrency",
+                "2",
+                "--hostname",
+                f"{name}-{self.run_id}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ]
+        if name == "beat":
+            return [
+                str(BIN / "celery"),
+                "-A",
+                "tasks.celery_app",
+                "beat",
+                "--schedule",
+                str(self.folder / "beat-schedule"),
+            ]
+        raise ValueError(name)
+
+    def start(self, *names: str) -> None:
+        for name in names:
+            env = self.env | {
+                "PROCESSOR_METRICS_PORT": str(free_port()),
+                "WORKER_METRICS_PORT": str(free_port()),
+            }
+            log = open(self.folder / f"{name}.out", "ab")  # noqa: SIM115 (kept open by the child)
+            self.processes[name] = subprocess.Popen(
+                self.command(name),
+                env=env,
+                cwd=PROJECT_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL to the process and all its children (a Celery worker's pool included)."""
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def stop(self, name: str) -> None:
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def close(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+        self.engine.dispose()
+        drop_database(self.admin_engine, self.db_name)
+        admin = admin_client(self.settings)
+        admin.delete_topics([self.topic, self.notifications_topic])
+        admin.close()
+
+    # --- the API and the tables ---------------------------------------------------------
+    def post(self, path: str, body, headers=INGEST_KEY):
+        return self.client.post(f"/api/v1/{path}", json=body, headers=headers)
+
+    def scalar(self, sql: str, **params):
+        with self.engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar()
+
+    def rows(self, sql: str, **params) -> list[dict]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(text(sql), params).mappings()]
+
+    def stored(self, ids: list[str]) -> dict[str, dict]:
+        rows = self.rows("SELECT * FROM transactions WHERE transaction_id = ANY(:ids)", ids=ids)
+        return {r["transaction_id"]: r for r in rows}
+
+    def rejected(self, ids: list[str]) -> list[dict]:
+        return self.rows(
+            "SELECT * FROM rejected_transactions WHERE transaction_id = ANY(:ids) ORDER BY id",
+            ids=ids,
+        )
+
+    def wait_stored(self, ids: list[str], timeout: float = 30) -> dict[str, dict]:
+        def all_stored():
+            found = self.stored(ids)
+            return found if len(found) == len(set(ids)) else None
+
+        return wait_until(all_stored, timeout=timeout, what=f"{len(set(ids))} stored transactions")
+
+    def wait_rejected(self, ids: list[str], count: int, timeout: float = 30) -> list[dict]:
+        def enough():
+            found = self.rejected(ids)
+            return found if len(found) >= count else None
+
+        return wait_until(enough, timeout=timeout, what=f"{count} rejections")
+
+    def wait_idle(self, timeout: float = 30) -> None:
+        """Until every chunk handed out is stored and its offsets committed."""
+        wait_until(
+            lambda: self.scalar("SELECT count(*) FROM ingest_chunks") == 0,
+            timeout=timeout,
+            what="the processor to commit every chunk",
+        )
