@@ -30,6 +30,7 @@ from sqlalchemy import text
 from config import Settings, get_settings
 from consumers.messages import KIND_HEADER
 from consumers.outbox_relay import relay_outbox
+from consumers.topics import admin_client
 from db.session import default_engine
 from logs import configure_logging
 
@@ -41,6 +42,7 @@ COMMITTED = Counter("processor_messages_committed_total", "Messages whose offset
 INFLIGHT = Gauge("processor_inflight_chunks", "Chunks handed out and not yet stored")
 EVENTS = Counter("processor_events_published_total", "Outbox events published to Kafka")
 RELAY_INTERVAL = 1.0
+UNASSIGNED_CHECK_SECONDS = 60.0
 
 
 @dataclass
@@ -106,6 +108,8 @@ class Processor:
             max_poll_records=settings.processor_chunk_size,
             fetch_max_bytes=64 * 1024 * 1024,
             max_poll_interval_ms=300_000,
+            # Notice new partitions (and a topic that appears late) within half a minute.
+            metadata_max_age_ms=30_000,
         )
         self.consumer.subscribe([settings.kafka_topic_transactions], listener=_Rebalance(self))
         self.producer = KafkaProducer(
@@ -115,6 +119,7 @@ class Processor:
             linger_ms=5,
         )
         self.last_relay = 0.0
+        self.unassigned_since: float | None = time.monotonic()
 
     # --- the loop -------------------------------------------------------------------
     def run(self) -> None:
@@ -127,7 +132,34 @@ class Processor:
                 self._send(self._new_chunk(records))
             self._check_chunks()
             self._relay()
+            self._watchdog()
         self._drain()
+
+    def _watchdog(self) -> None:
+        """Leaves (for the process manager to restart it) if it has dropped out of its group.
+
+        A consumer started while the broker is still loading can end up holding no
+        partitions while the group has no members at all; it then waits forever. A spare
+        consumer without partitions in a healthy group is left alone.
+        """
+        if self.consumer.assignment():
+            self.unassigned_since = None
+            return
+        now = time.monotonic()
+        if self.unassigned_since is None:
+            self.unassigned_since = now
+        if now - self.unassigned_since < UNASSIGNED_CHECK_SECONDS:
+            return
+        self.unassigned_since = now
+        admin = admin_client(self.settings)
+        try:
+            group = admin.describe_groups([self.settings.processor_group])
+        finally:
+            admin.close()
+        members = group[self.settings.processor_group]["members"]
+        if not members:
+            logger.error("no partitions and no members in the consumer group; restarting")
+            raise SystemExit(3)
 
     def _relay(self) -> None:
         if time.monotonic() - self.last_relay < RELAY_INTERVAL:
