@@ -6,7 +6,9 @@ Kafka stays the source of truth until rows are stored. Every chunk is recorded i
 database transaction that stores its rows. Offsets are committed, per partition, only
 up to the last message of the longest run of finished chunks. A chunk not finished
 within PROCESSOR_CHUNK_TIMEOUT_SECONDS (its worker died, or the broker lost the task)
-is sent again; storing is idempotent, so a slow first attempt does no harm.
+is sent again; storing is idempotent, so a slow first attempt does no harm. On a
+rebalance, chunks still in flight for revoked partitions are forgotten: the next owner
+reads those messages again from the committed offsets, and they are stored once.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError
+from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter, Gauge, start_http_server
 from sqlalchemy import text
@@ -111,6 +113,7 @@ class Processor:
             # Notice new partitions (and a topic that appears late) within half a minute.
             metadata_max_age_ms=30_000,
         )
+        self._wait_for_topic(settings.kafka_topic_transactions)
         self.consumer.subscribe([settings.kafka_topic_transactions], listener=_Rebalance(self))
         self.producer = KafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -120,6 +123,21 @@ class Processor:
         )
         self.last_relay = 0.0
         self.unassigned_since: float | None = time.monotonic()
+
+    def _wait_for_topic(self, topic: str, seconds: float = 60) -> None:
+        """Joins the group only once the topic's partitions are known.
+
+        Joining without them gets an empty assignment that kafka-python (3.0) does not
+        always recover from: the member then drops out of the group and waits forever.
+        """
+        deadline = time.monotonic() + seconds
+        while not self.consumer.partitions_for_topic(topic):
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"topic {topic!r} has no partitions after {seconds:.0f}s;"
+                    " create it with `python -m consumers.topics`"
+                )
+            time.sleep(0.5)
 
     # --- the loop -------------------------------------------------------------------
     def run(self) -> None:
@@ -224,7 +242,11 @@ class Processor:
     def _commit(self) -> None:
         offsets, done = self.tracker.committable()
         if offsets:
-            self.consumer.commit(offsets)
+            try:
+                self.consumer.commit(offsets)
+            except CommitFailedError:
+                # The group rebalanced meanwhile; the partitions' next owner reads these again.
+                logger.warning("offset commit refused after a rebalance", exc_info=True)
         if done:
             COMMITTED.inc(sum(len(c.items) for c in done))
             with self.engine.begin() as conn:
@@ -241,16 +263,15 @@ class Processor:
         else:
             self.consumer.resume(*assigned)
 
-    def wait_for(self, partitions: set[TopicPartition], seconds: float) -> None:
-        """Gives in-flight chunks of these partitions a moment to finish, committing what does."""
-        deadline = time.monotonic() + seconds
-        while any(self.tracker.order.get(tp) for tp in partitions) and time.monotonic() < deadline:
-            self._check_chunks()
-            time.sleep(0.1)
-
     def _drain(self) -> None:
+        """On shutdown: commit what finishes within a while; the rest is read again later."""
         logger.info("processor stopping: waiting for chunks in flight")
-        self.wait_for(set(self.tracker.order), self.settings.processor_chunk_timeout_seconds)
+        deadline = time.monotonic() + self.settings.processor_chunk_timeout_seconds
+        self.consumer.pause(*self.consumer.assignment())
+        while self.tracker.chunks and time.monotonic() < deadline:
+            # Polling keeps the membership alive; nothing is fetched while paused.
+            self.consumer.poll(timeout_ms=100)
+            self._check_chunks()
         self.consumer.close(autocommit=False)
         self.producer.close(timeout=10)
 
@@ -263,11 +284,10 @@ class _Rebalance(ConsumerRebalanceListener):
         self.processor = processor
 
     def on_partitions_revoked(self, revoked):
-        revoked = set(revoked)
-        if revoked:
-            # Commit what finishes within a few seconds; the rest is re-read by the new owner.
-            self.processor.wait_for(revoked, 5.0)
-            self.processor.tracker.forget(revoked)
+        # This runs on kafka-python's IO thread, where nothing may block (no commit, no
+        # database): finished chunks were committed by the loop already, and what is
+        # still in flight is read again by the partitions' next owner and stored once.
+        self.processor.tracker.forget(set(revoked))
 
     def on_partitions_assigned(self, assigned):
         logger.info(

@@ -72,6 +72,8 @@ def create_celery() -> Celery:
             },
             # tasks/maintenance.py: delete broker messages that workers have fetched.
             "purge-broker": {"task": "maintenance.purge_broker", "schedule": 60.0},
+            # tasks/maintenance.py: delete chunk records left by killed processors.
+            "purge-chunks": {"task": "maintenance.purge_chunks", "schedule": 600.0},
             # tasks/maintenance.py: raise a rejection_burst event when rejections pile up.
             "check-rejection-burst": {
                 "task": "maintenance.check_rejection_burst",

@@ -414,12 +414,18 @@ def store_chunk(chunk_id: str, items: list[list]) -> dict:
         outcome = process_messages(session, messages, datetime.now(UTC))
         session.execute(
             text(
-                "UPDATE ingest_chunks SET finished_at = now(), stored = :stored,"
-                " duplicates = :duplicates, rejected = :rejected, parked = :parked"
-                " WHERE chunk_id = :chunk_id"
+                # An upsert: the row may have been purged as stale while this chunk
+                # waited, and its processor still needs to see it finished.
+                "INSERT INTO ingest_chunks AS c (chunk_id, messages, finished_at, stored,"
+                " duplicates, rejected, parked)"
+                " VALUES (:chunk_id, :messages, now(), :stored, :duplicates, :rejected, :parked)"
+                " ON CONFLICT (chunk_id) DO UPDATE SET finished_at = now(),"
+                " stored = EXCLUDED.stored, duplicates = EXCLUDED.duplicates,"
+                " rejected = EXCLUDED.rejected, parked = EXCLUDED.parked"
             ),
             {
                 "chunk_id": uuid.UUID(chunk_id),
+                "messages": len(messages),
                 "stored": outcome.stored,
                 "duplicates": outcome.duplicates,
                 "rejected": outcome.rejected,

@@ -70,6 +70,23 @@ def purge_broker() -> int:
     return deleted
 
 
+@app.task(name="maintenance.purge_chunks")
+def purge_chunks() -> int:
+    """Deletes chunk records older than an hour.
+
+    A processor deletes its own once their offsets are committed; one that was killed
+    leaves its records behind (its messages were read again by its successor). A
+    chunk still being retried and finished later simply writes its record again.
+    """
+    with session_scope() as session:
+        deleted = session.execute(
+            text("DELETE FROM ingest_chunks WHERE created_at < now() - interval '1 hour'")
+        ).rowcount
+    if deleted:
+        logger.info("purged stale chunk records", extra={"deleted": deleted})
+    return deleted
+
+
 @app.task(name="maintenance.check_rejection_burst")
 def check_rejection_burst() -> int:
     """Raises one rejection_burst event per window when rejections reach the threshold."""

@@ -3,12 +3,13 @@ API-key checks, JSON through orjson, health endpoints and Prometheus metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 from collections.abc import Callable
 
 import orjson
-from flask import Blueprint, Flask, jsonify, request
+from flask import Blueprint, Flask, current_app, jsonify, request
 from flask.json.provider import JSONProvider
 from flask_smorest import Api, abort
 from swagger_ui_bundle import swagger_ui_path
@@ -85,15 +86,17 @@ def create_api(
     return api
 
 
-def require_api_key(blueprint: Blueprint, keys: list[str]) -> None:
-    """Every request to the blueprint needs one of `keys` in X-API-Key (constant-time check)."""
-    encoded = [key.encode() for key in keys]
+def require_api_key(blueprint: Blueprint, config_key: str) -> None:
+    """Every request to the blueprint needs one of the keys in app.config[config_key] in
+    X-API-Key. Called once where the blueprint is defined; each app sets its own keys."""
 
     @blueprint.before_request
     def check_api_key():
         given = request.headers.get("X-API-Key", "").encode()
         # Compare with every key, so that timing does not tell which one came close.
-        matches = [hmac.compare_digest(given, key) for key in encoded]
+        matches = [
+            hmac.compare_digest(given, key.encode()) for key in current_app.config[config_key]
+        ]
         if not any(matches):
             abort(401, message="Missing or invalid X-API-Key header; send one of the API keys.")
 
@@ -121,5 +124,7 @@ def register_metrics(app: Flask, service: str):
         from prometheus_flask_exporter import PrometheusMetrics
 
         metrics = PrometheusMetrics(app, defaults_prefix="http", group_by="endpoint")
-    metrics.info("app_info", "Service identity", service=service)
+    # A second app in one process (the tests make several) shares the first one's metrics.
+    with contextlib.suppress(ValueError):
+        metrics.info("app_info", "Service identity", service=service)
     return metrics

@@ -11,6 +11,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import Engine, text
 
 from config import PROJECT_ROOT, Settings
@@ -174,10 +175,26 @@ class Pipeline:
 
         return wait_until(enough, timeout=timeout, what=f"{count} rejections")
 
+    def lag(self) -> int:
+        """Messages on the topic past the group's committed offsets."""
+        admin = admin_client(self.settings)
+        consumer = KafkaConsumer(bootstrap_servers=self.kafka)
+        try:
+            partitions = [
+                TopicPartition(self.topic, p) for p in consumer.partitions_for_topic(self.topic)
+            ]
+            ends = consumer.end_offsets(partitions)
+            group = self.settings.processor_group
+            committed = admin.list_group_offsets(group).get(group, {})
+        finally:
+            consumer.close()
+            admin.close()
+        return sum(
+            end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items()
+        )
+
     def wait_idle(self, timeout: float = 30) -> None:
-        """Until every chunk handed out is stored and its offsets committed."""
+        """Until every message on the topic is stored and its offset committed."""
         wait_until(
-            lambda: self.scalar("SELECT count(*) FROM ingest_chunks") == 0,
-            timeout=timeout,
-            what="the processor to commit every chunk",
+            lambda: self.lag() == 0, timeout=timeout, what="the processor to commit everything"
         )

@@ -10,7 +10,7 @@ from marshmallow import Schema, fields, validate, validates_schema
 from marshmallow import ValidationError as SchemaError
 
 from consumers.replay import list_rejected, replay
-from web.common import ADMIN_KEY_SCHEME
+from web.common import ADMIN_KEY_SCHEME, require_api_key
 from web.ingestion.publisher import KafkaUnavailable
 
 blp = Blueprint(
@@ -19,6 +19,7 @@ blp = Blueprint(
     url_prefix="/api/v1/rejected",
     description="Rejected transactions: see why, fix the cause, replay. Needs an admin X-API-Key.",
 )
+require_api_key(blp, "ADMIN_API_KEYS")
 SECURITY = [{ADMIN_KEY_SCHEME: []}]
 REASONS = [
     "unknown_product",

@@ -15,7 +15,6 @@ from web.common import (
     create_api,
     register_health,
     register_metrics,
-    require_api_key,
 )
 from web.ingestion import admin, routes
 from web.ingestion.publisher import Publisher
@@ -35,8 +34,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         description="Sales transactions and products in; answered 202 once Kafka has them.",
         security_schemes=(API_KEY_SCHEME, ADMIN_KEY_SCHEME),
     )
-    require_api_key(routes.blp, settings.ingest_api_keys)
-    require_api_key(admin.blp, settings.admin_api_keys)
+    app.config["INGEST_API_KEYS"] = settings.ingest_api_keys
+    app.config["ADMIN_API_KEYS"] = settings.admin_api_keys
     api.register_blueprint(routes.blp)
     api.register_blueprint(admin.blp)
     publisher = Publisher(settings)

@@ -11,7 +11,7 @@ from marshmallow import Schema, ValidationError
 from prometheus_client import Counter
 
 from consumers.messages import Outgoing, product_message, transaction_message
-from web.common import API_KEY_SCHEME
+from web.common import API_KEY_SCHEME, require_api_key
 from web.ingestion.publisher import KafkaUnavailable
 from web.ingestion.schemas import (
     PRODUCT_EXAMPLE,
@@ -30,6 +30,8 @@ blp = Blueprint(
     url_prefix="/api/v1",
     description="Send sales transactions and catalog products. Every write needs X-API-Key.",
 )
+
+require_api_key(blp, "INGEST_API_KEYS")
 
 ITEMS = Counter("collector_items_total", "Items received, by kind and outcome", ["kind", "outcome"])
 
