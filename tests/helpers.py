@@ -36,3 +36,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stack_ctl(*args: str) -> str:
+    """supervisorctl of the local stack that `make up` runs (for tests that stop a server)."""
+    import subprocess
+
+    command = 'source stack/lib.sh && load_stack_env && supervisorctl_ "$@"'
+    result = subprocess.run(
+        ["bash", "-c", command, "stack_ctl", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return result.stdout + result.stderr

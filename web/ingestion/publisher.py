@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError
 
 from config import Settings
@@ -28,7 +28,9 @@ class Publisher:
         self.topic = settings.kafka_topic_transactions
         self.timeout = settings.collector_kafka_timeout_seconds
         self._producer: KafkaProducer | None = None
+        self._admin: KafkaAdminClient | None = None
         self._lock = threading.Lock()
+        self._admin_lock = threading.Lock()
 
     def producer(self) -> KafkaProducer:
         with self._lock:
@@ -69,11 +71,22 @@ class Publisher:
             raise KafkaUnavailable(str(exc)) from exc
 
     def ready(self) -> bool:
-        try:
-            producer = self.producer()
-            return bool(producer.partitions_for(self.topic))
-        except (KafkaUnavailable, KafkaError):
-            return False
+        """Asks the broker (the producer's cached metadata would say yes while it is down)."""
+        with self._admin_lock:
+            try:
+                if self._admin is None:
+                    self._admin = KafkaAdminClient(
+                        bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                        client_id="collector-ready",
+                        request_timeout_ms=int(self.timeout * 1000),
+                    )
+                described = self._admin.describe_topics([self.topic])
+                return bool(described and described[0]["error_code"] == 0)
+            except KafkaError:
+                if self._admin is not None:
+                    self._admin.close()
+                    self._admin = None
+                return False
 
     def close(self) -> None:
         if self._producer is not None:
