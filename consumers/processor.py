@@ -7,8 +7,8 @@ database transaction that stores its rows. Offsets are committed, per partition,
 up to the last message of the longest run of finished chunks. A chunk not finished
 within PROCESSOR_CHUNK_TIMEOUT_SECONDS (its worker died, or the broker lost the task)
 is sent again; storing is idempotent, so a slow first attempt does no harm. On a
-rebalance, chunks still in flight for revoked partitions are forgotten: the next owner
-reads those messages again from the committed offsets, and they are stored once.
+rebalance, chunks in flight for partitions that went to another member are forgotten:
+it reads those messages again from the committed offsets, and they are stored once.
 """
 
 from __future__ import annotations
@@ -280,16 +280,20 @@ class Processor:
 
 
 class _Rebalance(ConsumerRebalanceListener):
+    """Runs on kafka-python's IO thread, where nothing may block (no commit, no database)."""
+
     def __init__(self, processor: Processor):
         self.processor = processor
 
     def on_partitions_revoked(self, revoked):
-        # This runs on kafka-python's IO thread, where nothing may block (no commit, no
-        # database): finished chunks were committed by the loop already, and what is
-        # still in flight is read again by the partitions' next owner and stored once.
-        self.processor.tracker.forget(set(revoked))
+        # Nothing to do yet: partitions handed straight back keep their chunks in flight.
+        pass
 
     def on_partitions_assigned(self, assigned):
+        # Chunks of partitions now owned by another member are forgotten: it reads those
+        # messages again from the committed offsets, and they are stored once.
+        tracker = self.processor.tracker
+        tracker.forget(set(tracker.order) - set(assigned))
         logger.info(
             "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)}
         )

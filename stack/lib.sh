@@ -24,6 +24,16 @@ install_system_packages() {
     fi
 }
 
+# Headless Chromium and its driver from Debian, for the browser test of /docs.
+install_browser() {
+    if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+        say "installing chromium and chromium-driver"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            chromium chromium-driver >/dev/null
+    fi
+}
+
 install_python_env() {
     if [ ! -x "$VENV/bin/python" ]; then
         say "creating the virtualenv $VENV"

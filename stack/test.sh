@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 stack/up.sh
 source stack/lib.sh
+install_browser
 say "lint"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .

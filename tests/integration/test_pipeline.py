@@ -24,7 +24,13 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 @pytest.fixture(scope="module")
 def pipeline(settings, admin_engine, migrated_template, tmp_path_factory):
-    p = Pipeline(settings, admin_engine, migrated_template, tmp_path_factory.mktemp("pipeline"))
+    p = Pipeline(
+        settings,
+        admin_engine,
+        migrated_template,
+        tmp_path_factory.mktemp("pipeline"),
+        rejection_burst_threshold=3,
+    )
     p.start("worker", "beat", "processor")
     yield p
     p.close()
@@ -207,28 +213,78 @@ def test_a_message_that_is_not_a_transaction_is_rejected_with_its_bytes(pipeline
     assert rejection["transaction_id"] is None
 
 
-def test_a_high_value_sale_raises_a_notification_event(pipeline):
-    schema = json.loads((PROJECT_ROOT / "docs/events/notification.v1.schema.json").read_text())
+SCHEMA = json.loads((PROJECT_ROOT / "docs/events/notification.v1.schema.json").read_text())
+
+
+def events_until(pipeline, event_id: str, timeout_ms: int = 30_000) -> dict[str, dict]:
+    """Reads the notifications topic from the start until `event_id` shows up."""
     consumer = KafkaConsumer(
         pipeline.notifications_topic,
         bootstrap_servers=pipeline.kafka,
         auto_offset_reset="earliest",
         group_id=uid("test-notifications"),
-        consumer_timeout_ms=30_000,
+        consumer_timeout_ms=timeout_ms,
     )
+    events = {}
+    for record in consumer:
+        event = json.loads(record.value)
+        jsonschema.validate(event, SCHEMA)
+        assert record.key.decode() == event["event_id"]
+        events[event["event_id"]] = event
+        if event_id in events:
+            break
+    consumer.close()
+    return events
+
+
+def test_the_newest_version_of_a_product_wins(pipeline):
+    sku = product(pipeline, "1.00")
+    product(pipeline, "2.00", sku)
+    tx_body = tx(sku, 1)
+
+    def price():
+        return pipeline.scalar("SELECT price FROM products WHERE product_id = :id", id=sku)
+
+    wait_until(lambda: price() == Decimal("2.00"), what="the second version")
+    assert pipeline.post("transactions", tx_body).status_code == 202
+    row = pipeline.wait_stored([tx_body["transaction_id"]])[tx_body["transaction_id"]]
+    assert row["unit_price"] == Decimal("2.00")
+
+
+def test_a_burst_of_rejections_raises_one_event_per_window(pipeline):
+    sku = product(pipeline, "1.00")
+    over = [tx(sku, 1, total="5.00") for _ in range(3)]
+    assert pipeline.post("transactions/batch", {"transactions": over}).status_code == 202
+    pipeline.wait_rejected([b["transaction_id"] for b in over], 3)
+    # Beat checks every 30 s; the event id is the window's bucket, so look for the type.
+    deadline_ms = 90_000
+    consumer = KafkaConsumer(
+        pipeline.notifications_topic,
+        bootstrap_servers=pipeline.kafka,
+        auto_offset_reset="earliest",
+        group_id=uid("test-burst"),
+        consumer_timeout_ms=deadline_ms,
+    )
+    burst = None
+    for record in consumer:
+        event = json.loads(record.value)
+        if event["type"] == "rejection_burst":
+            burst = event
+            break
+    consumer.close()
+    assert burst is not None, "no rejection_burst event"
+    jsonschema.validate(burst, SCHEMA)
+    assert burst["data"]["rejected"] >= 3 and burst["data"]["threshold"] == 3
+    assert burst["data"]["by_reason"]["amount_above_list_price"] >= 3
+
+
+def test_a_high_value_sale_raises_a_notification_event(pipeline):
     sku = product(pipeline, "600.00")
     big, small = tx(sku, 2), tx(sku, 1)  # 1200.00 >= threshold 1000; 600.00 is below
     for body in (big, small):
         assert pipeline.post("transactions", body).status_code == 202
     pipeline.wait_stored([big["transaction_id"], small["transaction_id"]])
-    events = {}
-    for record in consumer:
-        event = json.loads(record.value)
-        events[event["event_id"]] = event
-        if f"high_value_sale:{big['transaction_id']}" in events:
-            break
-    consumer.close()
+    events = events_until(pipeline, f"high_value_sale:{big['transaction_id']}")
     event = events[f"high_value_sale:{big['transaction_id']}"]
-    jsonschema.validate(event, schema)
     assert event["data"]["total_amount"] == "1200.00"
     assert f"high_value_sale:{small['transaction_id']}" not in events
