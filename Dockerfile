@@ -8,7 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY setup.cfg pyproject.toml README.md ./
-COPY config.py ./
+COPY config.py logs.py ./
 COPY web ./web
 COPY tasks ./tasks
 COPY consumers ./consumers
@@ -18,5 +18,5 @@ COPY alembic.ini ./
 COPY migrations ./migrations
 
 RUN useradd --system --uid 10001 app && mkdir -p /var/log/salesflow && chown app /var/log/salesflow
-USER app
+USER 10001
 ENV LOG_DIR=/var/log/salesflow

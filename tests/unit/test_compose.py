@@ -43,3 +43,14 @@ def test_every_python_service_writes_logs_to_the_logs_volume():
         if service.get("build"):
             assert "logs:/var/log/salesflow" in service["volumes"], name
             assert service["environment"]["LOG_DIR"] == "/var/log/salesflow", name
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = Path(sys.executable).parent / "hadolint"
+    result = subprocess.run(
+        [str(hadolint), "--no-color", str(PROJECT_ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
