@@ -7,12 +7,14 @@ import contextlib
 import hmac
 import os
 from collections.abc import Callable
+from http import HTTPStatus
 
 import orjson
 from flask import Blueprint, Flask, current_app, jsonify, request
 from flask.json.provider import JSONProvider
 from flask_smorest import Api, abort
 from swagger_ui_bundle import swagger_ui_path
+from werkzeug.exceptions import HTTPException
 
 API_KEY_SCHEME = "ApiKeyAuth"
 ADMIN_KEY_SCHEME = "AdminKeyAuth"
@@ -71,19 +73,33 @@ def create_api(
     )
     api = Api(app)
 
-    @app.errorhandler(422)
-    def invalid_request(error):
-        body = {
-            "code": 422,
-            "status": "Unprocessable Entity",
-            "message": "The request has invalid fields; each is listed in errors with what to fix.",
-        }
-        errors = getattr(error, "data", {}).get("messages")
-        if errors is not None:
-            body["errors"] = errors
-        return jsonify(body), 422
-
+    for code in DEFAULT_MESSAGES:
+        app.register_error_handler(code, client_error)
     return api
+
+
+# What to tell a client whose request was refused without a more precise message.
+DEFAULT_MESSAGES = {
+    400: "The body is not valid JSON; send a JSON object with Content-Type: application/json.",
+    404: "No such endpoint; the API is described at /docs.",
+    405: "This endpoint does not take that method; see /docs.",
+    413: "The request body is too large; send fewer items per request.",
+    422: "The request has invalid fields; each is listed in errors with what to fix.",
+}
+
+
+def client_error(error: HTTPException):
+    """One error shape for both APIs: code, status, message, and errors when there are any."""
+    data = getattr(error, "data", None) or {}
+    body = {
+        "code": error.code,
+        "status": HTTPStatus(error.code).phrase,
+        "message": data.get("message") or DEFAULT_MESSAGES[error.code],
+    }
+    errors = data.get("messages") or data.get("errors")
+    if errors:
+        body["errors"] = errors
+    return jsonify(body), error.code, data.get("headers") or {}
 
 
 def require_api_key(blueprint: Blueprint, config_key: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import orjson
 from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
@@ -57,7 +58,10 @@ def publish(messages: list[Outgoing], kind: str) -> None:
 
 def validate_batch(key: str, schema: Schema) -> tuple[list[dict], list[dict]]:
     """Splits a batch into valid items and per-item errors (valid ones go on regardless)."""
-    body = request.get_json(silent=True)
+    try:
+        body = orjson.loads(request.get_data())
+    except orjson.JSONDecodeError as exc:
+        abort(400, message=f"The body is not valid JSON ({exc}); send a JSON object.")
     if not isinstance(body, dict) or set(body) != {key} or not isinstance(body[key], list):
         abort(422, message=f'The body must be {{"{key}": [...]}} with nothing else.')
     items = body[key]

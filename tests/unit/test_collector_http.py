@@ -1,0 +1,132 @@
+"""The Data Collector's refusals over HTTP: each says what is wrong and how to fix it.
+None of these requests reaches Kafka, so nothing needs to run."""
+
+import json
+
+import pytest
+
+from tests.helpers import example_settings
+from web.ingestion.app import create_app
+
+SETTINGS = example_settings(collector_batch_max_items=5)
+KEY = {"X-API-Key": SETTINGS.ingest_api_keys[0], "Content-Type": "application/json"}
+TX = {
+    "transaction_id": "tx-1",
+    "product_id": "p-1",
+    "quantity": 1,
+    "timestamp": "2026-01-01T00:00:00Z",
+}
+
+
+@pytest.fixture(scope="module")
+def client():
+    return create_app(SETTINGS).test_client()
+
+
+def post(client, path, raw: str, headers=KEY):
+    return client.post(f"/api/v1/{path}", data=raw, headers=headers)
+
+
+def assert_error_shape(answer, code: int) -> dict:
+    body = answer.get_json()
+    assert answer.status_code == code, body
+    assert body["code"] == code and body["status"] and body["message"]
+    return body
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"X-API-Key": "wrong-key-wrong-key"}], ids=["none", "wrong"]
+)
+def test_writes_need_an_api_key(client, headers):
+    body = assert_error_shape(post(client, "transactions", json.dumps(TX), headers), 401)
+    assert "X-API-Key" in body["message"]
+
+
+def test_admin_endpoints_need_an_admin_key(client):
+    assert client.get("/api/v1/rejected", headers=KEY).status_code == 401
+
+
+def test_field_errors_are_listed_per_field(client):
+    body = assert_error_shape(post(client, "transactions", json.dumps(TX | {"quantity": 0})), 422)
+    assert body["errors"]["json"]["quantity"] == ["must be between 1 and 1000000"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (r'"tx\u0000-1"', "transaction_id"),
+        (r'"\ud800"', "transaction_id"),
+    ],
+    ids=["nul", "lone-surrogate"],
+)
+def test_nul_and_lone_surrogates_are_refused_at_the_edge(client, raw, field):
+    text = json.dumps(TX).replace('"tx-1"', raw)
+    body = assert_error_shape(post(client, "transactions", text), 422)
+    assert field in body["errors"]["json"]
+
+
+def test_nul_in_a_product_name_is_refused(client):
+    product = {"product_id": "p", "name": "cup\u0000", "category": "c", "price": "1.00"}
+    body = assert_error_shape(post(client, "products", json.dumps(product)), 422)
+    assert "control characters" in body["errors"]["json"]["name"][0]
+
+
+def test_a_lone_surrogate_in_a_batch_is_refused_as_invalid_json(client):
+    text = '{"products": [{"product_id": "p", "name": "\\ud800", "category": "c", "price": "1"}]}'
+    body = assert_error_shape(post(client, "products/batch", text), 400)
+    assert "not valid JSON" in body["message"]
+
+
+def test_invalid_json(client):
+    body = assert_error_shape(post(client, "transactions", "{not json"), 400)
+    assert "not valid JSON" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("[]", '{"transactions": [...]}'),
+        ('{"transactions": {}}', '{"transactions": [...]}'),
+        ('{"transactions": [], "x": 1}', '{"transactions": [...]}'),
+        ('{"transactions": []}', "at least one item"),
+    ],
+)
+def test_a_batch_must_be_a_batch(client, raw, message):
+    assert message in assert_error_shape(post(client, "transactions/batch", raw), 422)["message"]
+
+
+def test_a_batch_over_the_limit_is_413(client):
+    raw = json.dumps({"transactions": [TX] * 6})
+    body = assert_error_shape(post(client, "transactions/batch", raw), 413)
+    assert "at most 5" in body["message"]
+
+
+def test_a_body_over_the_size_limit_is_413(client):
+    assert_error_shape(post(client, "transactions/batch", "x" * 10_000_000), 413)
+
+
+def test_unknown_paths_and_methods(client):
+    assert_error_shape(client.get("/api/v1/nothing"), 404)
+    assert_error_shape(client.get("/api/v1/transactions", headers=KEY), 405)
+
+
+def test_health(client):
+    assert client.get("/health").get_json() == {"status": "ok"}
+
+
+def test_docs_work_offline_with_an_authorize_button_and_examples(client):
+    page = client.get("/docs").get_data(as_text=True)
+    assert "/docs/assets/swagger-ui-bundle.js" in page and "https://" not in page
+    assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
+    spec = client.get("/openapi.json").get_json()
+    schemes = spec["components"]["securitySchemes"]
+    assert {s["name"] for s in schemes.values()} == {"X-API-Key"}
+    for path in (
+        "/api/v1/transactions",
+        "/api/v1/transactions/batch",
+        "/api/v1/products",
+        "/api/v1/products/batch",
+    ):
+        operation = spec["paths"][path]["post"]
+        assert operation["security"], path
+        assert operation["requestBody"]["content"]["application/json"]["example"], path
