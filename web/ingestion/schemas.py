@@ -65,12 +65,22 @@ class ProductBatchSchema(Schema):
 
 
 class AcceptedSchema(Schema):
-    accepted = fields.Integer(required=True, metadata={"description": "Items written to Kafka."})
+    accepted = fields.Integer(
+        required=True, metadata={"description": "Items written to Kafka.", "example": 1}
+    )
 
 
 class ItemErrorSchema(Schema):
-    index = fields.Integer(required=True, metadata={"description": "Position in the request."})
-    errors = fields.Dict(required=True, metadata={"description": "Field -> messages."})
+    index = fields.Integer(
+        required=True, metadata={"description": "Position in the request.", "example": 3}
+    )
+    errors = fields.Dict(
+        required=True,
+        metadata={
+            "description": "Field -> messages.",
+            "example": {"quantity": ["must be between 1 and 1000000"]},
+        },
+    )
 
 
 class BatchAcceptedSchema(AcceptedSchema):
