@@ -65,13 +65,16 @@ def _bootstrap_servers(value: list[str]) -> list[str]:
     return value
 
 
+def _long_keys(value: list[str]) -> list[str]:
+    if any(len(key) < 16 for key in value):
+        raise ValueError("every key must be at least 16 characters long")
+    return value
+
+
 def _nonempty_keys(value: list[str]) -> list[str]:
     if not value:
         raise ValueError("give at least one key (comma-separated)")
-    short = [key for key in value if len(key) < 16]
-    if short:
-        raise ValueError("every key must be at least 16 characters long")
-    return value
+    return _long_keys(value)
 
 
 def _timezone(value: str) -> str:
@@ -150,6 +153,16 @@ class Settings(BaseSettings):
     high_value_threshold: Decimal = Field(Decimal("10000"), ge=0)
     rejection_burst_threshold: int = Field(100, ge=1)
     rejection_burst_window_seconds: float = Field(300.0, gt=0)
+
+    # Analytics
+    # Keys for X-API-Key on the analytics endpoints; empty: reads need no key.
+    analytics_api_keys: Annotated[
+        list[str], NoDecode, BeforeValidator(_split_commas), AfterValidator(_long_keys)
+    ] = []
+    analytics_workers: int = Field(2, ge=1, le=64)
+    analytics_max_periods: int = Field(1000, ge=1, le=100_000)
+    analytics_max_limit: int = Field(1000, ge=1, le=100_000)
+    rollup_interval_seconds: float = Field(60.0, gt=0)
 
     # Behaviour
     report_timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"

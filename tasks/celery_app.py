@@ -58,7 +58,10 @@ def create_celery() -> Celery:
         task_serializer="json",
         accept_content=["json"],
         task_default_queue=INGEST_QUEUE,
-        task_routes={"maintenance.*": {"queue": MAINTENANCE_QUEUE}},
+        task_routes={
+            "maintenance.*": {"queue": MAINTENANCE_QUEUE},
+            "rollups.*": {"queue": MAINTENANCE_QUEUE},
+        },
         worker_prefetch_multiplier=1,
         worker_concurrency=settings.worker_concurrency,
         worker_hijack_root_logger=False,
@@ -74,13 +77,18 @@ def create_celery() -> Celery:
             "purge-broker": {"task": "maintenance.purge_broker", "schedule": 60.0},
             # tasks/maintenance.py: delete chunk records left by killed processors.
             "purge-chunks": {"task": "maintenance.purge_chunks", "schedule": 600.0},
+            # tasks/rollups.py: roll newly stored transactions up into the report tables.
+            "rollup-sales": {
+                "task": "rollups.rollup_sales",
+                "schedule": settings.rollup_interval_seconds,
+            },
             # tasks/maintenance.py: raise a rejection_burst event when rejections pile up.
             "check-rejection-burst": {
                 "task": "maintenance.check_rejection_burst",
                 "schedule": 30.0,
             },
         },
-        include=["tasks.ingest", "tasks.maintenance"],
+        include=["tasks.ingest", "tasks.maintenance", "tasks.rollups"],
     )
     return app
 

@@ -4,7 +4,7 @@ from db.models.catalog import Product
 from db.models.ingest import IngestChunk, ParkedTransaction
 from db.models.notifications import NotificationLog
 from db.models.outbox import OutboxEvent
-from db.models.rollups import RollupState, SalesDaily, SalesHourly
+from db.models.rollups import RollupState, SalesDaily, SalesHourly, SalesMonthly
 from db.models.sales import RejectedTransaction, Transaction
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "RollupState",
     "SalesDaily",
     "SalesHourly",
+    "SalesMonthly",
     "Transaction",
 ]

@@ -43,13 +43,31 @@ class SalesDaily(Base):
     transactions: Mapped[int] = mapped_column(BigInteger)
 
 
+class SalesMonthly(Base):
+    """Sales per product per calendar month (its first day) in the report time zone."""
+
+    __tablename__ = "sales_monthly"
+    __table_args__ = (
+        CheckConstraint("transactions >= 0 AND quantity >= 0", name="counts_not_negative"),
+        Index("ix_sales_monthly_product_id_month", "product_id", "month"),
+    )
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    product_id: Mapped[Identifier] = mapped_column(primary_key=True)
+    revenue: Mapped[MoneyTotal]
+    list_revenue: Mapped[MoneyTotal]
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    transactions: Mapped[int] = mapped_column(BigInteger)
+
+
 class RollupState(Base):
     """How far each rollup has read the transactions table."""
 
     __tablename__ = "rollup_state"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    # Every transaction with id <= watermark is in the rollup.
+    # Every transaction stored by a database transaction whose id (ingest_xid) is below
+    # the watermark is in the rollups; the others are read live from `transactions`.
     watermark: Mapped[int] = mapped_column(BigInteger, server_default="0")
     # The time zone the rollup's days are in; a change means a rebuild.
     timezone: Mapped[str] = mapped_column(String(64))

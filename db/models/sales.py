@@ -36,6 +36,7 @@ class Transaction(Base):
         ),
         Index("ix_transactions_occurred_at", "occurred_at"),
         Index("ix_transactions_product_id_occurred_at", "product_id", "occurred_at"),
+        Index("ix_transactions_ingest_xid", "ingest_xid"),
     )
 
     # Internal, monotonic at insert: lets jobs walk the table in order.
@@ -60,6 +61,12 @@ class Transaction(Base):
     stored_at: Mapped[CreatedAt]
     kafka_partition: Mapped[int] = mapped_column(Integer)
     kafka_offset: Mapped[int] = mapped_column(BigInteger)
+    # The id of the database transaction that stored the row (pg_current_xact_id()). Every
+    # row of a transaction older than the oldest one still running is final, so the
+    # rollup job takes rows by this id, never missing one committed late.
+    ingest_xid: Mapped[int] = mapped_column(
+        BigInteger, server_default=text("(pg_current_xact_id())::text::bigint")
+    )
     # SHA-256 of the fields the client sent: the same id again with the same hash is a
     # harmless resend, with another hash a conflict.
     content_hash: Mapped[bytes] = mapped_column(LargeBinary(32))

@@ -1,0 +1,206 @@
+"""Rolling transactions up into the report tables (`sales_hourly` by UTC hour,
+`sales_daily` and `sales_monthly` by day and month in REPORT_TIMEZONE).
+
+Exactly once, even with rows committed out of order: each run takes the rows stored by
+database transactions whose id lies between the last run's horizon and the oldest
+transaction still running now (`pg_snapshot_xmin`). Every such transaction has ended,
+so no row can still appear below the new horizon; the rows above it are read live by
+the reports. Rollups and the new horizon are written in one transaction, and an
+advisory lock keeps two runs from overlapping: running it twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+from tqdm import tqdm
+
+from config import get_settings
+from db.session import session_scope
+from tasks.celery_app import app
+
+logger = logging.getLogger(__name__)
+
+STATE = "sales"
+# pg_advisory_xact_lock key: "rollup" in ASCII.
+LOCK_KEY = 0x726F6C6C7570
+
+_TARGETS = {
+    # table, bucket column, bucket expression over a transaction row
+    "sales_hourly": ("hour", "date_trunc('hour', occurred_at)"),
+    "sales_daily": ("day", "(occurred_at AT TIME ZONE :tz)::date"),
+    "sales_monthly": ("month", "date_trunc('month', occurred_at AT TIME ZONE :tz)::date"),
+}
+
+
+def _insert(session: Session, table: str, where: str, params: dict) -> None:
+    """Adds the transactions matching `where` to one rollup table."""
+    column, bucket = _TARGETS[table]
+    session.execute(
+        text(
+            f"""
+            INSERT INTO {table} AS r ({column}, product_id, revenue, list_revenue,
+                                      quantity, transactions)
+            SELECT {bucket}, product_id, sum(total_amount), sum(list_amount),
+                   sum(quantity), count(*)
+            FROM transactions WHERE {where}
+            GROUP BY 1, 2 ORDER BY 1, 2
+            ON CONFLICT ({column}, product_id) DO UPDATE SET
+                revenue = r.revenue + EXCLUDED.revenue,
+                list_revenue = r.list_revenue + EXCLUDED.list_revenue,
+                quantity = r.quantity + EXCLUDED.quantity,
+                transactions = r.transactions + EXCLUDED.transactions
+            """
+        ),
+        params,
+    )
+
+
+def _state(session: Session, timezone: str) -> int | None:
+    """The current horizon, locked; None when another run holds the lock."""
+    if not session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY}).scalar():
+        return None
+    session.execute(
+        text(
+            "INSERT INTO rollup_state (name, watermark, timezone, updated_at)"
+            " VALUES (:name, 0, :tz, now()) ON CONFLICT (name) DO NOTHING"
+        ),
+        {"name": STATE, "tz": timezone},
+    )
+    watermark, stored_tz = session.execute(
+        text("SELECT watermark, timezone FROM rollup_state WHERE name = :name FOR UPDATE"),
+        {"name": STATE},
+    ).one()
+    if stored_tz != timezone:
+        # Days and months begin elsewhere now: build the rollups again from the start.
+        logger.warning("report time zone changed from %s to %s: rebuilding", stored_tz, timezone)
+        session.execute(text("TRUNCATE sales_hourly, sales_daily, sales_monthly"))
+        watermark = 0
+    return watermark
+
+
+def rollup(session: Session) -> dict:
+    """One run, inside the caller's transaction (see the module's docstring)."""
+    timezone = get_settings().report_timezone
+    watermark = _state(session, timezone)
+    if watermark is None:
+        return {"skipped": True}
+    horizon = session.execute(
+        text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+    ).scalar_one()
+    window = {"low": watermark, "high": horizon, "tz": timezone}
+    rows = session.execute(
+        text("SELECT count(*) FROM transactions WHERE ingest_xid >= :low AND ingest_xid < :high"),
+        window,
+    ).scalar_one()
+    if rows:
+        for table in _TARGETS:
+            _insert(session, table, "ingest_xid >= :low AND ingest_xid < :high", window)
+    session.execute(
+        text(
+            "UPDATE rollup_state SET watermark = :high, timezone = :tz, updated_at = now()"
+            " WHERE name = :name"
+        ),
+        window | {"name": STATE},
+    )
+    return {"rows": rows, "horizon": horizon}
+
+
+@app.task(name="rollups.rollup_sales")
+def rollup_sales() -> dict:
+    with session_scope() as session:
+        result = rollup(session)
+    if result.get("rows"):
+        logger.info("rolled up transactions", extra=result)
+    return result
+
+
+def _month_starts(first: date, last: date) -> list[date]:
+    months, month = [], first.replace(day=1)
+    while month <= last:
+        months.append(month)
+        month = (month + timedelta(days=32)).replace(day=1)
+    return months
+
+
+def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), zone).astimezone(UTC)
+
+
+def backfill(session: Session, first: date, last: date, *, progress: bool = False) -> int:
+    """Recomputes from the raw rows the rollups of every month (report time zone) that the
+    days first..last touch; returns how many transactions those months hold. For repairs
+    and imports: over correct rollups it changes nothing."""
+    timezone = get_settings().report_timezone
+    zone = ZoneInfo(timezone)
+    watermark = _state(session, timezone)
+    if watermark is None:
+        raise RuntimeError("a rollup run holds the lock; try again in a moment")
+    total = 0
+    for month in tqdm(_month_starts(first, last), disable=not progress, unit="month"):
+        following = (month + timedelta(days=32)).replace(day=1)
+        start, end = _local_midnight(month, zone), _local_midnight(following, zone)
+        # UTC hours that hold any of the month's rows, whole.
+        hours_from = start.replace(minute=0, second=0, microsecond=0)
+        hours_to = (
+            end if end == end.replace(minute=0) else end.replace(minute=0) + timedelta(hours=1)
+        )
+        params = {
+            "month": month,
+            "following": following,
+            "start": start,
+            "end": end,
+            "hours_from": hours_from,
+            "hours_to": hours_to,
+            "high": watermark,
+            "tz": timezone,
+        }
+        session.execute(text("DELETE FROM sales_monthly WHERE month = :month"), params)
+        session.execute(
+            text("DELETE FROM sales_daily WHERE day >= :month AND day < :following"), params
+        )
+        session.execute(
+            text("DELETE FROM sales_hourly WHERE hour >= :hours_from AND hour < :hours_to"), params
+        )
+        month_rows = "ingest_xid < :high AND occurred_at >= :start AND occurred_at < :end"
+        _insert(session, "sales_monthly", month_rows, params)
+        _insert(session, "sales_daily", month_rows, params)
+        _insert(
+            session,
+            "sales_hourly",
+            "ingest_xid < :high AND occurred_at >= :hours_from AND occurred_at < :hours_to",
+            params,
+        )
+        total += session.execute(
+            text(f"SELECT count(*) FROM transactions WHERE {month_rows}"), params
+        ).scalar_one()
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the sales rollup now, or rebuild a range.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="roll up what has been stored since the last run")
+    again = sub.add_parser("backfill", help="recompute the months that a range of days touches")
+    again.add_argument("--from", dest="first", type=date.fromisoformat, required=True)
+    again.add_argument("--to", dest="last", type=date.fromisoformat, required=True)
+    args = parser.parse_args(argv)
+    with session_scope() as session:
+        if args.command == "run":
+            print(rollup(session))
+        else:
+            if args.last < args.first:
+                parser.error("--to is before --from")
+            count = backfill(session, args.first, args.last, progress=True)
+            print(f"rebuilt the rollups of {count} transactions")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
