@@ -52,6 +52,7 @@ cat <<URLS
 
 The system is up.
   Data Collector  http://127.0.0.1:$COLLECTOR_PORT/docs   (API: /api/v1, OpenAPI: /openapi.json)
+  Analytics       http://127.0.0.1:$ANALYTICS_PORT/docs   (API: /api/v1, OpenAPI: /openapi.json)
   Prometheus      http://127.0.0.1:$PROMETHEUS_PORT
   PostgreSQL      $PGHOST:$PGPORT  (database $PGDATABASE_APP)
   Kafka           127.0.0.1:$KAFKA_PORT

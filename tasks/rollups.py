@@ -22,12 +22,13 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from config import get_settings
+from db.models.rollups import SALES_ROLLUP
 from db.session import session_scope
 from tasks.celery_app import app
 
 logger = logging.getLogger(__name__)
 
-STATE = "sales"
+STATE = SALES_ROLLUP
 # pg_advisory_xact_lock key: "rollup" in ASCII.
 LOCK_KEY = 0x726F6C6C7570
 

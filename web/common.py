@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 API_KEY_SCHEME = "ApiKeyAuth"
 ADMIN_KEY_SCHEME = "AdminKeyAuth"
+ANALYTICS_KEY_SCHEME = "AnalyticsKeyAuth"
 
 
 class OrjsonProvider(JSONProvider):
@@ -102,12 +103,15 @@ def client_error(error: HTTPException):
     return jsonify(body), error.code, data.get("headers") or {}
 
 
-def require_api_key(blueprint: Blueprint, config_key: str) -> None:
+def require_api_key(blueprint: Blueprint, config_key: str, *, optional: bool = False) -> None:
     """Every request to the blueprint needs one of the keys in app.config[config_key] in
-    X-API-Key. Called once where the blueprint is defined; each app sets its own keys."""
+    X-API-Key (with `optional`, only when any key is configured). Called once where the
+    blueprint is defined; each app sets its own keys."""
 
     @blueprint.before_request
     def check_api_key():
+        if optional and not current_app.config[config_key]:
+            return
         given = request.headers.get("X-API-Key", "").encode()
         # Compare with every key, so that timing does not tell which one came close.
         matches = [

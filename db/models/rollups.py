@@ -60,6 +60,10 @@ class SalesMonthly(Base):
     transactions: Mapped[int] = mapped_column(BigInteger)
 
 
+# The row of `rollup_state` that the sales rollups keep.
+SALES_ROLLUP = "sales"
+
+
 class RollupState(Base):
     """How far each rollup has read the transactions table."""
 

@@ -23,6 +23,9 @@ BIN = Path(sys.executable).parent
 SERVICE_COMMANDS = [
     [str(BIN / "gunicorn"), "--config", "web/ingestion/gunicorn_conf.py"],
     [sys.executable, "-m", "web.ingestion.app"],
+    [str(BIN / "gunicorn"), "--config", "web/analytics/gunicorn_conf.py"],
+    [sys.executable, "-m", "web.analytics.app"],
+    [sys.executable, "-m", "tasks.rollups", "run"],
     [sys.executable, "-m", "consumers.processor"],
     [str(BIN / "celery"), "-A", "tasks.worker", "worker"],
     [str(BIN / "celery"), "-A", "tasks.celery_app", "beat"],

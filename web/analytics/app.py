@@ -1,0 +1,61 @@
+"""The Analytics service: `create_app()` for gunicorn, `python -m web.analytics.app` to run."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from flask import Flask
+
+from config import Settings, get_settings
+from db.session import make_engine
+from logs import configure_logging
+from web.analytics import routes
+from web.common import ANALYTICS_KEY_SCHEME, create_api, register_health, register_metrics
+
+SERVICE = "analytics"
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or get_settings()
+    app = Flask(__name__)
+    app.config.update(
+        ANALYTICS_API_KEYS=settings.analytics_api_keys,
+        REPORT_TIMEZONE=settings.report_timezone,
+        MAX_PERIODS=settings.analytics_max_periods,
+        MAX_LIMIT=settings.analytics_max_limit,
+    )
+    api = create_api(
+        app,
+        title="Analytics API",
+        description="Sales reports: totals, periods, products, categories, trends; JSON or CSV.",
+        security_schemes=(ANALYTICS_KEY_SCHEME,),
+    )
+    api.register_blueprint(routes.blp)
+    app.extensions["db_engine"] = lru_cache(maxsize=1)(
+        lambda: make_engine(settings.database_url, application_name=SERVICE)
+    )
+
+    def ready():
+        from sqlalchemy import text
+
+        try:
+            with app.extensions["db_engine"]().connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True, {"database": "ok"}
+        except Exception as exc:  # any failure to reach the database means not ready
+            return False, {"database": f"unreachable: {type(exc).__name__}"}
+
+    register_health(app, ready)
+    register_metrics(app, SERVICE)
+    return app
+
+
+def main() -> None:
+    """Development server; production runs gunicorn (web/analytics/gunicorn_conf.py)."""
+    settings = get_settings()
+    configure_logging(SERVICE)
+    create_app(settings).run(host=settings.http_bind_host, port=settings.analytics_port)
+
+
+if __name__ == "__main__":
+    main()

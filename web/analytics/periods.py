@@ -1,0 +1,139 @@
+"""Report ranges and periods in a time zone: what `from`, `to`, `tz` and `granularity` mean.
+
+A date `from`/`to` is a whole local day (both inclusive); a datetime is an instant (the
+range is then half-open, `from` <= t < `to`); a datetime without an offset is local time
+in the report's zone. Every period is labelled the same way in the API, the rollups and
+the dashboards: `YYYY-MM-DD` (day), `YYYY-Www` (ISO week), `YYYY-MM` (month), `YYYY`
+(year), or the local ISO datetime of the hour's start with its offset (hour).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+GRANULARITIES = ("hour", "day", "week", "month", "year")
+DEFAULT_DAYS = 30
+
+
+def local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    """The instant a local day begins, in UTC."""
+    return datetime.combine(day, time(0), zone).astimezone(UTC)
+
+
+def whole_hour_offsets(zone: ZoneInfo, start: datetime, end: datetime) -> bool:
+    """Whether the zone's offset is whole hours throughout (sampled at every month's start)."""
+    moment = start
+    while True:
+        offset = moment.astimezone(zone).utcoffset()
+        if offset is None or offset.total_seconds() % 3600:
+            return False
+        if moment >= end:
+            return True
+        moment = min(end, moment + timedelta(days=28))
+
+
+@dataclass(frozen=True)
+class ReportRange:
+    start: datetime  # UTC, inclusive
+    end: datetime  # UTC, exclusive
+    zone: ZoneInfo
+
+    @property
+    def tz(self) -> str:
+        return self.zone.key
+
+
+def resolve(
+    first: date | datetime | None, last: date | datetime | None, zone: ZoneInfo
+) -> ReportRange:
+    """Turns the API's from/to into a UTC range; raises ValueError with what to change."""
+    today = datetime.now(zone).date()
+    if first is None and last is None:
+        first, last = today - timedelta(days=DEFAULT_DAYS - 1), today
+    elif first is None:
+        first = (last.date() if isinstance(last, datetime) else last) - timedelta(
+            days=DEFAULT_DAYS - 1
+        )
+    elif last is None:
+        last = today if not isinstance(first, datetime) else datetime.now(zone)
+    start = _instant(first, zone, end=False)
+    end = _instant(last, zone, end=True)
+    if end <= start:
+        raise ValueError("`from` must be before `to` (dates are inclusive, datetimes half-open)")
+    return ReportRange(start, end, zone)
+
+
+def _instant(value: date | datetime, zone: ZoneInfo, *, end: bool) -> datetime:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=zone)).astimezone(UTC)
+    return local_midnight(value + timedelta(days=1) if end else value, zone)
+
+
+def period_start(moment: datetime, granularity: str, zone: ZoneInfo) -> date | datetime:
+    """The key of the period holding a UTC instant: a local date, or the hour's UTC start."""
+    local = moment.astimezone(zone)
+    if granularity == "hour":
+        return local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+    day = local.date()
+    if granularity == "day":
+        return day
+    if granularity == "week":
+        return day - timedelta(days=day.weekday())
+    if granularity == "month":
+        return day.replace(day=1)
+    return day.replace(month=1, day=1)
+
+
+def next_period(key: date | datetime, granularity: str) -> date | datetime:
+    if granularity == "hour":
+        return key + timedelta(hours=1)
+    if granularity == "day":
+        return key + timedelta(days=1)
+    if granularity == "week":
+        return key + timedelta(days=7)
+    if granularity == "month":
+        return (key + timedelta(days=32)).replace(day=1)
+    return key.replace(year=key.year + 1)
+
+
+def previous_period(key: date | datetime, granularity: str) -> date | datetime:
+    if granularity == "hour":
+        return key - timedelta(hours=1)
+    if granularity == "day":
+        return key - timedelta(days=1)
+    if granularity == "week":
+        return key - timedelta(days=7)
+    if granularity == "month":
+        return (key - timedelta(days=1)).replace(day=1)
+    return key.replace(year=key.year - 1)
+
+
+def periods(report: ReportRange, granularity: str, limit: int) -> list[date | datetime]:
+    """Every period the range touches, in order; ValueError past `limit` periods."""
+    keys = []
+    key = period_start(report.start, granularity, report.zone)
+    last = period_start(report.end - timedelta(microseconds=1), granularity, report.zone)
+    while key <= last:
+        keys.append(key)
+        if len(keys) > limit:
+            raise ValueError(
+                f"the range holds more than {limit} {granularity} periods;"
+                " choose a shorter range or a coarser granularity"
+            )
+        key = next_period(key, granularity)
+    return keys
+
+
+def label(key: date | datetime, granularity: str, zone: ZoneInfo) -> str:
+    if granularity == "hour":
+        return key.astimezone(zone).isoformat()
+    if granularity == "day":
+        return key.isoformat()
+    if granularity == "week":
+        year, week, _ = key.isocalendar()
+        return f"{year}-W{week:02d}"
+    if granularity == "month":
+        return f"{key.year:04d}-{key.month:02d}"
+    return f"{key.year:04d}"

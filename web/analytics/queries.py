@@ -1,0 +1,229 @@
+"""Report queries: rolled-up rows where they are complete, raw rows for the rest.
+
+Within the range, whole local days come from `sales_daily` (when the report's zone is
+the rollups' zone), whole UTC hours from `sales_hourly` (when the zone's offset is whole
+hours), the edges from `transactions`; rows stored after the last rollup run (at or
+above its horizon) are always read from `transactions`. All of it is read in one
+REPEATABLE READ snapshot, so the answer equals a direct computation over the raw rows
+at that moment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from db.models.rollups import SALES_ROLLUP
+from web.analytics.periods import ReportRange, local_midnight, whole_hour_offsets
+
+CENT = Decimal("0.01")
+
+
+@dataclass
+class Plan:
+    daily: tuple[date, date] | None = None
+    hourly: list[tuple[datetime, datetime]] = field(default_factory=list)
+    raw: list[tuple[datetime, datetime]] = field(default_factory=list)
+    whole_hours: bool = True
+
+
+def _floor_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_hour(moment: datetime) -> datetime:
+    floor = _floor_hour(moment)
+    return floor if floor == moment else floor + timedelta(hours=1)
+
+
+def plan(report: ReportRange, *, daily_zone: str | None, by_hour: bool) -> Plan:
+    """Which rows of which table cover which part of the range."""
+    result = Plan(whole_hours=whole_hour_offsets(report.zone, report.start, report.end))
+    rest = [(report.start, report.end)]
+    if not by_hour and daily_zone == report.tz:
+        first = report.start.astimezone(report.zone).date()
+        if local_midnight(first, report.zone) < report.start:
+            first += timedelta(days=1)
+        last = report.end.astimezone(report.zone).date()  # exclusive
+        if first < last:
+            result.daily = (first, last)
+            a, b = local_midnight(first, report.zone), local_midnight(last, report.zone)
+            rest = [(report.start, a), (b, report.end)]
+    for start, end in rest:
+        if start >= end:
+            continue
+        h0, h1 = _ceil_hour(start), _floor_hour(end)
+        if result.whole_hours and h0 < h1:
+            result.hourly.append((h0, h1))
+            result.raw += [(s, e) for s, e in ((start, h0), (h1, end)) if s < e]
+        else:
+            result.raw.append((start, end))
+    return result
+
+
+@dataclass
+class Filters:
+    product_id: str | None = None
+    category: str | None = None
+
+    def sql(self) -> str:
+        parts = []
+        if self.product_id is not None:
+            parts.append(" AND product_id = :product_id")
+        if self.category is not None:
+            parts.append(
+                " AND product_id IN (SELECT product_id FROM products WHERE category = :category)"
+            )
+        return "".join(parts)
+
+
+def _facts(p: Plan, filters: Filters, params: dict) -> str:
+    """A UNION ALL of rows (utc_ts, local_ts, product_id, revenue, quantity, transactions)."""
+    where = filters.sql()
+    parts = []
+    if p.daily:
+        params["d0"], params["d1"] = p.daily
+        parts.append(
+            "SELECT NULL::timestamptz, day::timestamp, product_id, revenue, quantity, transactions"
+            f" FROM sales_daily WHERE day >= :d0 AND day < :d1{where}"
+        )
+    for i, (h0, h1) in enumerate(p.hourly):
+        params[f"h0_{i}"], params[f"h1_{i}"] = h0, h1
+        parts.append(
+            "SELECT hour, hour AT TIME ZONE :tz, product_id, revenue, quantity, transactions"
+            f" FROM sales_hourly WHERE hour >= :h0_{i} AND hour < :h1_{i}{where}"
+        )
+    raw = "SELECT occurred_at, occurred_at AT TIME ZONE :tz, product_id, total_amount, quantity, 1"
+    for i, (r0, r1) in enumerate(p.raw):
+        params[f"r0_{i}"], params[f"r1_{i}"] = r0, r1
+        parts.append(
+            f"{raw} FROM transactions WHERE ingest_xid < :watermark"
+            f" AND occurred_at >= :r0_{i} AND occurred_at < :r1_{i}{where}"
+        )
+    # Stored since the last rollup run: read live, over the whole range.
+    parts.append(
+        f"{raw} FROM transactions WHERE ingest_xid >= :watermark"
+        f" AND occurred_at >= :start AND occurred_at < :end{where}"
+    )
+    return "\n UNION ALL ".join(parts)
+
+
+def _period_key(granularity: str, whole_hours: bool) -> str:
+    if granularity == "hour":
+        # The UTC instant the local hour begins.
+        if whole_hours:
+            return "date_trunc('hour', utc_ts)"
+        return "(date_trunc('hour', local_ts) AT TIME ZONE :tz)"
+    if granularity == "day":
+        return "local_ts::date"
+    return f"date_trunc('{granularity}', local_ts)::date"
+
+
+class Reports:
+    """Every report over one consistent snapshot of the database."""
+
+    def __init__(self, connection: Connection, report_timezone: str):
+        self.conn = connection
+        state = connection.execute(
+            text("SELECT watermark, timezone FROM rollup_state WHERE name = :name"),
+            {"name": SALES_ROLLUP},
+        ).first()
+        self.watermark = state.watermark if state else 0
+        # Daily rollups are usable only if they were built in the zone now configured.
+        self.daily_zone = state.timezone if state and state.timezone == report_timezone else None
+
+    def _run(
+        self,
+        report: ReportRange,
+        filters: Filters,
+        select: str,
+        *,
+        by_hour: bool = False,
+        granularity: str = "day",
+        **extra,
+    ) -> list[Any]:
+        p = plan(report, daily_zone=self.daily_zone, by_hour=by_hour)
+        params = {
+            "tz": report.tz,
+            "start": report.start,
+            "end": report.end,
+            "watermark": self.watermark,
+            "product_id": filters.product_id,
+            "category": filters.category,
+        } | extra
+        facts = _facts(p, filters, params)
+        sql = select.replace("{key}", _period_key(granularity, p.whole_hours))
+        query = (
+            "WITH facts (utc_ts, local_ts, product_id, revenue, quantity, transactions) AS ("
+            f"{facts}) {sql}"
+        )
+        return self.conn.execute(text(query), params).all()
+
+    def totals(self, report: ReportRange, filters: Filters) -> dict:
+        row = self._run(
+            report,
+            filters,
+            "SELECT coalesce(sum(revenue), 0), coalesce(sum(transactions), 0),"
+            " coalesce(sum(quantity), 0) FROM facts",
+        )[0]
+        return figures(*row)
+
+    def by_period(self, report: ReportRange, filters: Filters, granularity: str) -> dict:
+        rows = self._run(
+            report,
+            filters,
+            "SELECT {key} AS period, sum(revenue), sum(transactions), sum(quantity)"
+            " FROM facts GROUP BY 1",
+            by_hour=granularity == "hour",
+            granularity=granularity,
+        )
+        return {_as_key(period): figures(*rest) for period, *rest in rows}
+
+    def by_product(self, report: ReportRange, filters: Filters) -> list[dict]:
+        rows = self._run(
+            report,
+            filters,
+            "SELECT f.product_id, p.name, p.category, sum(f.revenue), sum(f.transactions),"
+            " sum(f.quantity) FROM facts f JOIN products p USING (product_id)"
+            " GROUP BY f.product_id, p.name, p.category",
+        )
+        return [
+            {"product_id": pid, "name": name, "category": category} | figures(*rest)
+            for pid, name, category, *rest in rows
+        ]
+
+    def by_category(self, report: ReportRange, filters: Filters) -> list[dict]:
+        rows = self._run(
+            report,
+            filters,
+            "SELECT p.category, sum(f.revenue), sum(f.transactions), sum(f.quantity)"
+            " FROM facts f JOIN products p USING (product_id) GROUP BY p.category",
+        )
+        return [{"category": category} | figures(*rest) for category, *rest in rows]
+
+
+def _as_key(value):
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return value
+
+
+def figures(revenue, transactions, quantity) -> dict:
+    revenue = Decimal(revenue or 0)
+    transactions = int(transactions or 0)
+    return {
+        "revenue": revenue,
+        "transactions": transactions,
+        "quantity": int(quantity or 0),
+        "avg_purchase_value": (revenue / transactions).quantize(CENT, ROUND_HALF_UP)
+        if transactions
+        else None,
+    }
+
+
+def zero() -> dict:
+    return figures(0, 0, 0)
