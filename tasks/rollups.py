@@ -86,9 +86,10 @@ def _state(session: Session, timezone: str) -> int | None:
     return watermark
 
 
-def rollup(session: Session) -> dict:
-    """One run, inside the caller's transaction (see the module's docstring)."""
-    timezone = get_settings().report_timezone
+def rollup(session: Session, timezone: str | None = None) -> dict:
+    """One run, inside the caller's transaction (see the module's docstring); days and
+    months in `timezone`, by default REPORT_TIMEZONE."""
+    timezone = timezone or get_settings().report_timezone
     watermark = _state(session, timezone)
     if watermark is None:
         return {"skipped": True}

@@ -1,0 +1,374 @@
+"""Every analytics endpoint against an oracle: a plain computation in Python over the raw
+rows, with Python's own time zones. Checked before the rollup job ran, after it, with
+late rows and rows committed out of order arriving between runs."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from psycopg2.extras import execute_values
+from sqlalchemy import text
+
+from db.session import make_engine
+from tasks.rollups import rollup
+from tests.helpers import example_settings
+from web.analytics.app import create_app
+
+# Rollup days begin in Berlin (with DST), unlike UTC's, so both rollup paths are checked.
+REPORT_ZONE = "Europe/Berlin"
+ZONES = ["UTC", "Europe/Moscow", "Europe/Berlin", "Asia/Kolkata", "America/New_York"]
+PRODUCTS = {
+    f"p{i}": (f"Product {i}", f"cat{i % 3}", Decimal(f"{3 + i * 7}.{i * 13 % 100:02d}"))
+    for i in range(6)
+}
+# Moments around the edges that reports get wrong: 29 February, a year's end, Berlin's
+# DST changes, a month's end seen from Moscow, 22:30 UTC (tomorrow in Moscow), India's
+# half-hour offset.
+EDGES = [
+    datetime(2024, 2, 28, 23, 30, tzinfo=UTC),
+    datetime(2024, 2, 29, 12, 0, tzinfo=UTC),
+    datetime(2024, 2, 29, 22, 30, tzinfo=UTC),
+    datetime(2024, 3, 1, 0, 15, tzinfo=UTC),
+    datetime(2024, 12, 31, 21, 30, tzinfo=UTC),
+    datetime(2024, 12, 31, 23, 59, tzinfo=UTC),
+    datetime(2025, 1, 1, 0, 0, tzinfo=UTC),
+    datetime(2025, 3, 30, 0, 30, tzinfo=UTC),
+    datetime(2025, 3, 30, 1, 30, tzinfo=UTC),
+    datetime(2025, 10, 26, 0, 30, tzinfo=UTC),
+    datetime(2025, 10, 26, 1, 30, tzinfo=UTC),
+    datetime(2025, 5, 31, 21, 30, tzinfo=UTC),
+    datetime(2025, 6, 15, 18, 29, tzinfo=UTC),
+    datetime(2025, 6, 15, 18, 31, tzinfo=UTC),
+]
+
+
+class World:
+    """The test database, the raw rows as inserted, and the API over them."""
+
+    def __init__(self, url: str):
+        self.engine = make_engine(url)
+        self.rows: list[tuple[datetime, str, Decimal, int]] = []
+        self.client = create_app(
+            example_settings(
+                database_url=url, report_timezone=REPORT_ZONE, analytics_max_periods=5000
+            )
+        ).test_client()
+        self.rng = random.Random(20261126)
+        self.n = 0
+
+    def make_rows(self, count: int, *, around: list[datetime]) -> list[tuple]:
+        rows = []
+        for _ in range(count):
+            self.n += 1
+            moment = self.rng.choice(around) + timedelta(minutes=self.rng.randint(-300, 300))
+            product = self.rng.choice(list(PRODUCTS))
+            quantity = self.rng.randint(1, 5)
+            price = PRODUCTS[product][2]
+            total = price * quantity - Decimal(self.rng.choice([0, 0, 1, 250])) / 100
+            rows.append((f"t{self.n}", product, quantity, price, price * quantity, total, moment))
+        return rows
+
+    def insert(self, rows: list[tuple], conn=None) -> None:
+        values = [
+            (tid, pid, q, price, lst, total, ts, ts, 0, i, hashlib.sha256(tid.encode()).digest())
+            for i, (tid, pid, q, price, lst, total, ts) in enumerate(rows)
+        ]
+        sql = (
+            "INSERT INTO transactions (transaction_id, product_id, quantity, unit_price,"
+            " list_amount, total_amount, occurred_at, received_at, kafka_partition,"
+            " kafka_offset, content_hash)"
+            " VALUES %s"
+        )
+        if conn is None:
+            with self.engine.begin() as c:
+                execute_values(c.connection.cursor(), sql, values)
+        else:
+            execute_values(conn.cursor(), sql, values)
+        self.rows += [(ts, pid, total, q) for _, pid, q, _, _, total, ts in rows]
+
+    def rollup(self) -> dict:
+        from sqlalchemy.orm import Session
+
+        with Session(self.engine) as session, session.begin():
+            return rollup(session, REPORT_ZONE)
+
+    def get(self, path: str, **params) -> dict:
+        answer = self.client.get(f"/api/v1/{path}", query_string=params)
+        assert answer.status_code == 200, answer.get_json()
+        return answer.get_json()
+
+
+@pytest.fixture(scope="module")
+def world(settings, admin_engine, migrated_template):
+    from tests.conftest import create_database, drop_database
+
+    name = "salesflow_test_analytics"
+    create_database(admin_engine, name, template=migrated_template)
+    url = settings.database.set(database=name).render_as_string(hide_password=False)
+    w = World(url)
+    with w.engine.begin() as conn:
+        execute_values(
+            conn.connection.cursor(),
+            "INSERT INTO products (product_id, name, category, price, received_at) VALUES %s",
+            [(pid, n, c, p, datetime.now(UTC)) for pid, (n, c, p) in PRODUCTS.items()],
+        )
+        # Refused and waiting transactions must not count anywhere.
+        conn.execute(
+            text(
+                "INSERT INTO rejected_transactions (transaction_id, raw_payload, reason, stage,"
+                " kind, kafka_topic, kafka_partition, kafka_offset) VALUES"
+                " ('t1', 'x', 'duplicate_conflict', 'processor', 'transaction', 't', 0, 1)"
+            )
+        )
+    w.insert(w.make_rows(400, around=EDGES))
+    yield w
+    w.engine.dispose()
+    drop_database(admin_engine, name)
+
+
+# --- the oracle ----------------------------------------------------------------------
+def bounds(first: date, last: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    return (
+        datetime(first.year, first.month, first.day, tzinfo=zone),
+        datetime(last.year, last.month, last.day, tzinfo=zone) + timedelta(days=1),
+    )
+
+
+def period_label(moment: datetime, granularity: str, zone: ZoneInfo) -> str:
+    local = moment.astimezone(zone)
+    if granularity == "hour":
+        return local.replace(minute=0, second=0, microsecond=0).isoformat()
+    if granularity == "day":
+        return local.date().isoformat()
+    if granularity == "week":
+        year, week, _ = local.isocalendar()
+        return f"{year}-W{week:02d}"
+    if granularity == "month":
+        return local.strftime("%Y-%m")
+    return local.strftime("%Y")
+
+
+def oracle(world: World, start: datetime, end: datetime, key, product=None, category=None):
+    groups: dict = defaultdict(lambda: [Decimal(0), 0, 0])
+    for ts, pid, total, quantity in world.rows:
+        if not start <= ts < end:
+            continue
+        if (product and pid != product) or (category and PRODUCTS[pid][1] != category):
+            continue
+        g = groups[key(ts, pid)]
+        g[0] += total
+        g[1] += 1
+        g[2] += quantity
+    return groups
+
+
+def figures(group) -> dict:
+    revenue, transactions, quantity = group
+    avg = (
+        (revenue / transactions).quantize(Decimal("0.01"), ROUND_HALF_UP) if transactions else None
+    )
+    return {
+        "revenue": float(revenue),
+        "transactions": transactions,
+        "quantity": quantity,
+        "avg_purchase_value": None if avg is None else float(avg),
+    }
+
+
+def compare_everything(world: World) -> None:
+    for tz in ZONES:
+        zone = ZoneInfo(tz)
+        first, last = date(2024, 2, 1), date(2025, 12, 31)
+        start, end = bounds(first, last, zone)
+        args = {"from": first.isoformat(), "to": last.isoformat(), "tz": tz}
+
+        total = oracle(world, start, end, lambda ts, pid: "all")["all"]
+        assert {k: world.get("analytics/summary", **args)[k] for k in figures(total)} == figures(
+            total
+        ), tz
+        cat = oracle(world, start, end, lambda ts, pid: "all", category="cat1")["all"]
+        got = world.get("analytics/summary", **args, category="cat1")
+        assert {k: got[k] for k in figures(cat)} == figures(cat), tz
+
+        for granularity in ("day", "week", "month", "year"):
+            expected = oracle(
+                world, start, end, lambda ts, pid, g=granularity, z=zone: period_label(ts, g, z)
+            )
+            items = world.get("analytics/sales", **args, granularity=granularity)["items"]
+            got = {
+                i["period"]: {k: i[k] for k in figures(expected.get(i["period"], [0, 0, 0]))}
+                for i in items
+            }
+            assert {p: v for p, v in got.items() if v["transactions"]} == {
+                p: figures(g) for p, g in expected.items()
+            }, (tz, granularity)
+            assert len(items) == len(set(got)), "each period once"
+
+        # Hours, and a datetime range with half-hour edges, over the busiest days.
+        h_start = datetime(2025, 3, 29, 22, 30, tzinfo=UTC)
+        h_end = datetime(2025, 3, 31, 1, 30, tzinfo=UTC)
+        expected = oracle(
+            world, h_start, h_end, lambda ts, pid, z=zone: period_label(ts, "hour", z)
+        )
+        items = world.get(
+            "analytics/sales",
+            **{"from": h_start.isoformat(), "to": h_end.isoformat(), "tz": tz},
+            granularity="hour",
+        )["items"]
+        assert {
+            i["period"]: figures([Decimal(str(i["revenue"])), i["transactions"], i["quantity"]])
+            for i in items
+            if i["transactions"]
+        } == {p: figures(g) for p, g in expected.items()}, tz
+
+        by_product = oracle(world, start, end, lambda ts, pid: pid)
+        items = world.get("analytics/products", **args, limit=100)["items"]
+        assert {
+            i["product_id"]: {k: i[k] for k in figures(by_product[i["product_id"]])} for i in items
+        } == {pid: figures(g) for pid, g in by_product.items()}, tz
+        grand = sum(g[0] for g in by_product.values())
+        for item in items:
+            assert item["revenue_share"] == pytest.approx(
+                float(by_product[item["product_id"]][0] / grand), abs=1e-6
+            )
+            assert (item["name"], item["category"]) == PRODUCTS[item["product_id"]][:2]
+
+        by_category = oracle(world, start, end, lambda ts, pid: PRODUCTS[pid][1])
+        items = world.get("analytics/categories", **args)["items"]
+        assert {
+            i["category"]: {k: i[k] for k in figures(by_category[i["category"]])} for i in items
+        } == {c: figures(g) for c, g in by_category.items()}, tz
+
+        # The day report of 29 February, against the 28th.
+        day_start, day_end = bounds(date(2024, 2, 29), date(2024, 2, 29), zone)
+        before = oracle(world, day_start - timedelta(days=1), day_start, lambda ts, pid: "all")[
+            "all"
+        ]
+        today = oracle(world, day_start, day_end, lambda ts, pid: "all")["all"]
+        report = world.get("reports/daily", date="2024-02-29", tz=tz)
+        assert report["totals"] == figures(today) and report["previous_day"] == figures(before), tz
+        assert report["change_abs"] == float(today[0] - before[0])
+
+
+def test_reports_equal_the_raw_rows_before_any_rollup(world):
+    compare_everything(world)
+
+
+def test_reports_equal_the_raw_rows_after_the_rollup_and_with_late_rows(world):
+    assert world.rollup()["rows"] == 400
+    compare_everything(world)
+    # Late rows: sales in periods rolled up long ago, stored after the run.
+    world.insert(world.make_rows(150, around=EDGES[:6]))
+    compare_everything(world)
+    world.rollup()
+    assert world.rollup()["rows"] == 0  # a second run finds nothing new
+    compare_everything(world)
+
+
+def test_a_row_committed_after_a_later_one_is_not_missed(world):
+    """T1 inserts first but commits last; the rollup that runs in between must not skip it."""
+    early = world.engine.raw_connection()
+    try:
+        world.insert(world.make_rows(5, around=EDGES[6:8]), conn=early)  # not committed yet
+        world.insert(world.make_rows(5, around=EDGES[6:8]))  # committed
+        world.rollup()
+        early.commit()
+    finally:
+        early.close()
+    compare_everything(world)
+    world.rollup()
+    compare_everything(world)
+
+
+def test_concurrent_rollup_runs_count_each_row_once(world):
+    world.insert(world.make_rows(50, around=EDGES))
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(world.rollup())) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(r.get("rows", 0) for r in results) == 50
+    compare_everything(world)
+
+
+def test_csv_matches_json(world):
+    args = {"from": "2024-02-01", "to": "2025-12-31", "tz": "Europe/Berlin"}
+    for path, extra in (
+        ("analytics/sales", {"granularity": "month"}),
+        ("analytics/products", {}),
+        ("analytics/categories", {}),
+        ("analytics/trends", {"granularity": "month"}),
+    ):
+        items = world.get(path, **args, **extra)["items"]
+        answer = world.client.get(
+            f"/api/v1/{path}", query_string=args | extra, headers={"Accept": "text/csv"}
+        )
+        assert answer.mimetype == "text/csv"
+        lines = answer.get_data(as_text=True).splitlines()
+        assert set(lines[0].split(",")) == set(items[0])
+        assert len(lines) == len(items) + 1
+        for line, item in zip(lines[1:], items, strict=True):
+            cells = dict(zip(lines[0].split(","), line.split(","), strict=True))
+            assert Decimal(cells["revenue"]) == Decimal(str(item["revenue"])).quantize(
+                Decimal("0.01")
+            )
+            assert int(cells["transactions"]) == item["transactions"]
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field", "words"),
+    [
+        ("analytics/summary", {"tz": "Mars/Olympus"}, "tz", "IANA"),
+        ("analytics/summary", {"from": "2025-02-01", "to": "2025-01-01"}, "from", "before"),
+        ("analytics/summary", {"from": "yesterday"}, "from", "YYYY-MM-DD"),
+        ("analytics/sales", {"granularity": "minute"}, "granularity", "hour, day, week"),
+        (
+            "analytics/sales",
+            {"granularity": "hour", "from": "2020-01-01", "to": "2025-12-31"},
+            "granularity",
+            "shorter range",
+        ),
+        ("analytics/trends", {"granularity": "year"}, "granularity", "day, week, month"),
+        ("analytics/products", {"limit": 0}, "limit", "between 1 and"),
+        ("analytics/products", {"limit": 100_000}, "limit", "between 1 and"),
+        ("analytics/products", {"order_by": "price"}, "order_by", "revenue, quantity"),
+        ("analytics/sales", {"format": "xml"}, "format", "json"),
+    ],
+)
+def test_bad_parameters_are_422_saying_what_to_change(world, path, params, field, words):
+    answer = world.client.get(f"/api/v1/{path}", query_string=params)
+    body = answer.get_json()
+    assert answer.status_code == 422, body
+    assert field in body["errors"]["query"]
+    assert words in " ".join(body["errors"]["query"][field])
+
+
+def test_reads_need_a_key_once_keys_are_configured(world):
+    url = world.engine.url.render_as_string(hide_password=False)
+    locked = create_app(
+        example_settings(database_url=url, analytics_api_keys=["analytics-key-0123456789"])
+    ).test_client()
+    assert locked.get("/api/v1/analytics/summary").status_code == 401
+    answer = locked.get(
+        "/api/v1/analytics/summary", headers={"X-API-Key": "analytics-key-0123456789"}
+    )
+    assert answer.status_code == 200
+
+
+def test_catalog_pages_and_a_missing_product(world):
+    page = world.get("products", per_page=4, page=2)
+    assert page["total"] == len(PRODUCTS) and [i["product_id"] for i in page["items"]] == [
+        "p4",
+        "p5",
+    ]
+    assert world.get("products/p3")["category"] == PRODUCTS["p3"][1]
+    missing = world.client.get("/api/v1/products/nope")
+    assert missing.status_code == 404 and "nope" in missing.get_json()["message"]
