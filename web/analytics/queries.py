@@ -25,7 +25,8 @@ CENT = Decimal("0.01")
 
 @dataclass
 class Plan:
-    daily: tuple[date, date] | None = None
+    monthly: tuple[date, date] | None = None
+    daily: list[tuple[date, date]] = field(default_factory=list)
     hourly: list[tuple[datetime, datetime]] = field(default_factory=list)
     raw: list[tuple[datetime, datetime]] = field(default_factory=list)
     whole_hours: bool = True
@@ -40,8 +41,13 @@ def _ceil_hour(moment: datetime) -> datetime:
     return floor if floor == moment else floor + timedelta(hours=1)
 
 
-def plan(report: ReportRange, *, daily_zone: str | None, by_hour: bool) -> Plan:
-    """Which rows of which table cover which part of the range."""
+def _next_month(day: date) -> date:
+    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+def plan(report: ReportRange, *, daily_zone: str | None, by_hour: bool, by_day: bool) -> Plan:
+    """Which rows of which table cover which part of the range: whole months (unless the
+    answer is per day or hour), whole days (unless per hour), whole UTC hours, raw rows."""
     result = Plan(whole_hours=whole_hour_offsets(report.zone, report.start, report.end))
     rest = [(report.start, report.end)]
     if not by_hour and daily_zone == report.tz:
@@ -50,9 +56,15 @@ def plan(report: ReportRange, *, daily_zone: str | None, by_hour: bool) -> Plan:
             first += timedelta(days=1)
         last = report.end.astimezone(report.zone).date()  # exclusive
         if first < last:
-            result.daily = (first, last)
             a, b = local_midnight(first, report.zone), local_midnight(last, report.zone)
             rest = [(report.start, a), (b, report.end)]
+            m0 = first if first.day == 1 else _next_month(first)
+            m1 = last.replace(day=1)
+            if not by_day and m0 < m1:
+                result.monthly = (m0, m1)
+                result.daily = [(d0, d1) for d0, d1 in ((first, m0), (m1, last)) if d0 < d1]
+            else:
+                result.daily = [(first, last)]
     for start, end in rest:
         if start >= end:
             continue
@@ -85,11 +97,17 @@ def _facts(p: Plan, filters: Filters, params: dict) -> str:
     """A UNION ALL of rows (utc_ts, local_ts, product_id, revenue, quantity, transactions)."""
     where = filters.sql()
     parts = []
-    if p.daily:
-        params["d0"], params["d1"] = p.daily
+    if p.monthly:
+        params["m0"], params["m1"] = p.monthly
+        parts.append(
+            "SELECT NULL::timestamptz, month::timestamp, product_id, revenue, quantity,"
+            f" transactions FROM sales_monthly WHERE month >= :m0 AND month < :m1{where}"
+        )
+    for i, (d0, d1) in enumerate(p.daily):
+        params[f"d0_{i}"], params[f"d1_{i}"] = d0, d1
         parts.append(
             "SELECT NULL::timestamptz, day::timestamp, product_id, revenue, quantity, transactions"
-            f" FROM sales_daily WHERE day >= :d0 AND day < :d1{where}"
+            f" FROM sales_daily WHERE day >= :d0_{i} AND day < :d1_{i}{where}"
         )
     for i, (h0, h1) in enumerate(p.hourly):
         params[f"h0_{i}"], params[f"h1_{i}"] = h0, h1
@@ -142,11 +160,15 @@ class Reports:
         filters: Filters,
         select: str,
         *,
-        by_hour: bool = False,
-        granularity: str = "day",
+        granularity: str | None = None,
         **extra,
     ) -> list[Any]:
-        p = plan(report, daily_zone=self.daily_zone, by_hour=by_hour)
+        p = plan(
+            report,
+            daily_zone=self.daily_zone,
+            by_hour=granularity == "hour",
+            by_day=granularity in ("day", "week"),
+        )
         params = {
             "tz": report.tz,
             "start": report.start,
@@ -156,10 +178,11 @@ class Reports:
             "category": filters.category,
         } | extra
         facts = _facts(p, filters, params)
-        sql = select.replace("{key}", _period_key(granularity, p.whole_hours))
+        if granularity:
+            select = select.replace("{key}", _period_key(granularity, p.whole_hours))
         query = (
             "WITH facts (utc_ts, local_ts, product_id, revenue, quantity, transactions) AS ("
-            f"{facts}) {sql}"
+            f"{facts}) {select}"
         )
         return self.conn.execute(text(query), params).all()
 
@@ -178,7 +201,6 @@ class Reports:
             filters,
             "SELECT {key} AS period, sum(revenue), sum(transactions), sum(quantity)"
             " FROM facts GROUP BY 1",
-            by_hour=granularity == "hour",
             granularity=granularity,
         )
         return {_as_key(period): figures(*rest) for period, *rest in rows}
