@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 
-.PHONY: help up down status test lint logs compose-check
+.PHONY: help up down status test lint logs bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -25,3 +25,6 @@ lint: ## ruff check and format check
 
 logs: ## follow every log file
 	@tail -n 20 -F .local/logs/*.log
+
+bench: ## benchmark the analytics API on a generated history (10 million rows by default)
+	@stack/up.sh >/dev/null && $(VENV)/bin/python bench/analytics.py $(ARGS)

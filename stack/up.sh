@@ -44,6 +44,8 @@ say "migrating the database"
 "$VENV/bin/alembic" upgrade head
 say "creating Kafka topics"
 "$VENV/bin/python" -m consumers.topics
+say "seeding demo data (only into an empty database)"
+"$VENV/bin/python" -m db.generate --products 200 --transactions 200000 --days 400 --if-empty
 say "starting the services"
 supervisorctl_ start services:* >/dev/null
 

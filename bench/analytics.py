@@ -1,0 +1,183 @@
+"""Analytics benchmark: p50/p95 of every endpoint over a large generated history, next to
+the same figures computed directly from the raw rows, and the time of one rollup run
+after a minute of 5,000 transactions per second. Prints a Markdown table.
+
+    make bench                      # 10 million transactions, 1,000 products, two years
+    .venv/bin/python bench/analytics.py --transactions 1000000 --requests 20
+
+The data goes into a database of its own (<DATABASE>_bench on the same server), made
+once and reused by later runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
+
+from config import PROJECT_ROOT, get_settings
+from db.generate import generate
+from tasks.rollups import rollup
+from web.analytics.app import create_app
+
+
+def prepare(args) -> str:
+    settings = get_settings()
+    name = f"{settings.database.database}_bench"
+    url = settings.database.set(database=name).render_as_string(hide_password=False)
+    admin = create_engine(settings.database.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+        ).first():
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    cfg.attributes["database_url"] = url
+    cfg.attributes["configure_logger"] = False
+    command.upgrade(cfg, "head")
+    engine = create_engine(url)
+    with Session(engine) as session, session.begin():
+        have = session.execute(text("SELECT count(*) FROM transactions")).scalar()
+        if have < args.transactions:
+            print(f"generating {args.transactions - have} transactions (once)...", file=sys.stderr)
+            generate(
+                session,
+                products=args.products,
+                transactions=args.transactions - have,
+                days=args.days,
+                categories=args.categories,
+                seed=have + 1,
+            )
+    with Session(engine) as session, session.begin():
+        rollup(session)
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+    engine.dispose()
+    return url
+
+
+def timed(call, repeat: int) -> list[float]:
+    call()  # warm
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def p95(times: list[float]) -> float:
+    return statistics.quantiles(times, n=20)[18] if len(times) >= 2 else times[0]
+
+
+RAW = {
+    "summary": "SELECT sum(total_amount), count(*), sum(quantity) FROM transactions"
+    " WHERE occurred_at >= :s AND occurred_at < :e",
+    "sales": "SELECT (occurred_at AT TIME ZONE :tz)::date, sum(total_amount), count(*)"
+    " FROM transactions WHERE occurred_at >= :s AND occurred_at < :e GROUP BY 1",
+    "products": "SELECT product_id, sum(total_amount), count(*), sum(quantity) FROM transactions"
+    " WHERE occurred_at >= :s AND occurred_at < :e GROUP BY 1 ORDER BY 2 DESC LIMIT 20",
+    "categories": "SELECT p.category, sum(t.total_amount) FROM transactions t JOIN products p"
+    " USING (product_id) WHERE occurred_at >= :s AND occurred_at < :e GROUP BY 1",
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transactions", type=int, default=10_000_000)
+    parser.add_argument("--products", type=int, default=1000)
+    parser.add_argument("--categories", type=int, default=20)
+    parser.add_argument("--days", type=int, default=730)
+    parser.add_argument("--requests", type=int, default=40)
+    args = parser.parse_args()
+    url = prepare(args)
+    settings = get_settings()
+    client = create_app(settings.model_copy(update={"database_url": url})).test_client()
+    engine = create_engine(url)
+    today = datetime.now(UTC).date()
+    ranges = {
+        "30 days": (today - timedelta(days=29), today),
+        f"{args.days} days": (today - timedelta(days=args.days - 1), today),
+    }
+    endpoints = [
+        ("summary", "analytics/summary", {}),
+        ("sales", "analytics/sales", {"granularity": "day"}),
+        ("sales", "analytics/sales", {"granularity": "month"}),
+        ("trends", "analytics/trends", {"granularity": "week"}),
+        ("products", "analytics/products", {"limit": 20}),
+        ("categories", "analytics/categories", {}),
+    ]
+    zones = [settings.report_timezone, "Europe/Moscow", "Asia/Kolkata"]
+    print("| endpoint | range | tz | p50 ms | p95 ms | raw SQL p50 ms | speed-up |")
+    print("|---|---|---|---|---|---|---|")
+    for tz in zones:
+        for range_name, (first, last) in ranges.items():
+            for kind, path, extra in endpoints:
+                params = {"from": first.isoformat(), "to": last.isoformat(), "tz": tz} | extra
+
+                def call(path=path, params=params):
+                    answer = client.get(f"/api/v1/{path}", query_string=params)
+                    assert answer.status_code == 200, answer.get_json()
+
+                repeat = (
+                    args.requests if tz == settings.report_timezone else max(5, args.requests // 4)
+                )
+                times = timed(call, repeat)
+                raw_ms = ""
+                ratio = ""
+                if kind in RAW:
+                    from zoneinfo import ZoneInfo
+
+                    zone = ZoneInfo(tz)
+                    s = datetime.combine(first, datetime.min.time(), zone)
+                    e = datetime.combine(last + timedelta(days=1), datetime.min.time(), zone)
+                    with engine.connect() as conn:
+                        raw = timed(
+                            lambda conn=conn, kind=kind, s=s, e=e, tz=tz: conn.execute(
+                                text(RAW[kind]), {"s": s, "e": e, "tz": tz}
+                            ).all(),
+                            3,
+                        )
+                    raw_ms = f"{statistics.median(raw):.1f}"
+                    ratio = f"{statistics.median(raw) / statistics.median(times):.0f}x"
+                label = path.split("/")[-1] + (
+                    f" ({extra['granularity']})" if "granularity" in extra else ""
+                )
+                print(
+                    f"| {label} | {range_name} | {tz} | {statistics.median(times):.1f} | "
+                    f"{p95(times):.1f} | {raw_ms} | {ratio} |"
+                )
+
+    # One rollup run after a minute of 5,000 transactions per second.
+    with Session(engine) as session, session.begin():
+        generate(
+            session,
+            products=args.products,
+            transactions=300_000,
+            days=1,
+            categories=args.categories,
+            seed=int(time.time()),
+            progress=False,
+        )
+    with Session(engine) as session, session.begin():
+        started = time.perf_counter()
+        result = rollup(session)
+        seconds = time.perf_counter() - started
+    print(f"\nrollup run after a minute at 5,000/s: {result['rows']} rows in {seconds:.2f} s")
+    engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
