@@ -47,18 +47,18 @@ def prepare(args) -> str:
     cfg.attributes["configure_logger"] = False
     command.upgrade(cfg, "head")
     engine = create_engine(url)
-    with Session(engine) as session, session.begin():
-        have = session.execute(text("SELECT count(*) FROM transactions")).scalar()
-        if have < args.transactions:
-            print(f"generating {args.transactions - have} transactions (once)...", file=sys.stderr)
-            generate(
-                session,
-                products=args.products,
-                transactions=args.transactions - have,
-                days=args.days,
-                categories=args.categories,
-                seed=have + 1,
-            )
+    with engine.connect() as conn:
+        have = conn.execute(text("SELECT count(*) FROM transactions")).scalar()
+    if have < args.transactions:
+        print(f"generating {args.transactions - have} transactions (once)...", file=sys.stderr)
+        generate(
+            engine,
+            products=args.products,
+            transactions=args.transactions - have,
+            days=args.days,
+            categories=args.categories,
+            seed=have + 1,
+        )
     with Session(engine) as session, session.begin():
         rollup(session)
     with engine.begin() as conn:
@@ -160,16 +160,15 @@ def main() -> int:
                 )
 
     # One rollup run after a minute of 5,000 transactions per second.
-    with Session(engine) as session, session.begin():
-        generate(
-            session,
-            products=args.products,
-            transactions=300_000,
-            days=1,
-            categories=args.categories,
-            seed=int(time.time()),
-            progress=False,
-        )
+    generate(
+        engine,
+        products=args.products,
+        transactions=300_000,
+        days=1,
+        categories=args.categories,
+        seed=int(time.time()),
+        progress=False,
+    )
     with Session(engine) as session, session.begin():
         started = time.perf_counter()
         result = rollup(session)

@@ -20,7 +20,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
@@ -103,7 +103,7 @@ def day_weights(
 
 
 def generate(
-    session: Session,
+    engine: Engine,
     *,
     products: int,
     transactions: int,
@@ -118,7 +118,10 @@ def generate(
     rng = np.random.default_rng(seed)
     catalog = make_catalog(rng, products, categories)
     now = datetime.now(UTC)
-    cursor = session.connection().connection.cursor()
+    # Each chunk is committed on its own: a load of millions of rows never holds back the
+    # rollups' horizon (the oldest running transaction) for long.
+    connection = engine.raw_connection()
+    cursor = connection.cursor()
     cursor.executemany(
         "INSERT INTO products (product_id, name, category, price, received_at)"
         " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (product_id) DO NOTHING",
@@ -129,6 +132,7 @@ def generate(
         ([row[0] for row in catalog],),
     )
     ids, prices = zip(*cursor.fetchall(), strict=True)
+    connection.commit()
     popularity = 1 / np.arange(1, len(ids) + 1) ** 0.8
     popularity = rng.permutation(popularity / popularity.sum())
 
@@ -188,8 +192,10 @@ def generate(
             " FROM STDIN",
             buffer,
         )
+        connection.commit()
         bar.update(size)
     bar.close()
+    connection.close()
     return n
 
 
@@ -208,22 +214,20 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     engine = default_engine()
-    with Session(engine) as session, session.begin():
-        if (
-            args.if_empty
-            and session.execute(text("SELECT EXISTS (SELECT 1 FROM transactions)")).scalar()
-        ):
-            print("transactions exist already; nothing generated")
-            return 0
-        started = time.monotonic()
-        count = generate(
-            session,
-            products=args.products,
-            transactions=args.transactions,
-            days=args.days,
-            categories=args.categories,
-            seed=args.seed,
-        )
+    with engine.connect() as conn:
+        exists = conn.execute(text("SELECT EXISTS (SELECT 1 FROM transactions)")).scalar()
+    if args.if_empty and exists:
+        print("transactions exist already; nothing generated")
+        return 0
+    started = time.monotonic()
+    count = generate(
+        engine,
+        products=args.products,
+        transactions=args.transactions,
+        days=args.days,
+        categories=args.categories,
+        seed=args.seed,
+    )
     from tasks.rollups import rollup
 
     with Session(engine) as session, session.begin():

@@ -91,6 +91,8 @@ CREATE ROLE :"user" LOGIN;
 \endif
 -- CREATEDB: the tests give every test module a database of its own.
 ALTER ROLE :"user" LOGIN CREATEDB PASSWORD :'password';
+-- Lets the rollup job see every session's transaction id (tasks/rollups.py).
+GRANT pg_read_all_stats TO :"user";
 SQL
     if [ -z "$(psql_admin -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$PGDATABASE_APP'")" ]; then
         say "creating database $PGDATABASE_APP"

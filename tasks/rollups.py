@@ -3,7 +3,7 @@
 
 Exactly once, even with rows committed out of order: each run takes the rows stored by
 database transactions whose id lies between the last run's horizon and the oldest
-transaction still running now (`pg_snapshot_xmin`). Every such transaction has ended,
+transaction still running now in this database. Every such transaction has ended,
 so no row can still appear below the new horizon; the rows above it are read live by
 the reports. Rollups and the new horizon are written in one transaction, and an
 advisory lock keeps two runs from overlapping: running it twice changes nothing.
@@ -86,6 +86,41 @@ def _state(session: Session, timezone: str) -> int | None:
     return watermark
 
 
+def _widen(xid: int, xmax: int) -> int:
+    """The 64-bit id (xid8) of a running transaction's 32-bit id, given the next xid8."""
+    epoch, low = divmod(xmax, 2**32)
+    return (epoch if xid <= low else epoch - 1) * 2**32 + xid
+
+
+def _horizon(session: Session) -> int:
+    """Below this id every transaction that can write to this database has ended.
+
+    Transaction ids are shared by all databases of the server, so the server-wide oldest
+    one (pg_snapshot_xmin) would let a long load into another database hold the rollups
+    back. With the right to see every session (pg_read_all_stats, which `make up` grants),
+    only this database's sessions count.
+    """
+    row = session.execute(
+        text(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,"
+            " pg_snapshot_xmax(pg_current_snapshot())::text::bigint,"
+            " pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')"
+            " OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+        )
+    ).one()
+    xmin, xmax, sees_all = row
+    if not sees_all:
+        return xmin
+    running = session.execute(
+        text(
+            "SELECT backend_xid::text::bigint FROM pg_stat_activity"
+            " WHERE datname = current_database() AND backend_xid IS NOT NULL"
+            " AND pid <> pg_backend_pid()"
+        )
+    ).scalars()
+    return min([xmax, *(_widen(xid, xmax) for xid in running)])
+
+
 def rollup(session: Session, timezone: str | None = None) -> dict:
     """One run, inside the caller's transaction (see the module's docstring); days and
     months in `timezone`, by default REPORT_TIMEZONE."""
@@ -93,9 +128,7 @@ def rollup(session: Session, timezone: str | None = None) -> dict:
     watermark = _state(session, timezone)
     if watermark is None:
         return {"skipped": True}
-    horizon = session.execute(
-        text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-    ).scalar_one()
+    horizon = _horizon(session)
     window = {"low": watermark, "high": horizon, "tz": timezone}
     rows = session.execute(
         text("SELECT count(*) FROM transactions WHERE ingest_xid >= :low AND ingest_xid < :high"),

@@ -299,6 +299,15 @@ def test_concurrent_rollup_runs_count_each_row_once(world):
     compare_everything(world)
 
 
+def test_the_admin_refresh_rolls_up_now(world):
+    world.insert(world.make_rows(7, around=EDGES))
+    admin = {"X-API-Key": example_settings().admin_api_keys[0]}
+    assert world.client.post("/api/v1/admin/rollups/refresh").status_code == 401
+    answer = world.client.post("/api/v1/admin/rollups/refresh", headers=admin)
+    assert answer.status_code == 200 and answer.get_json()["rows"] == 7
+    compare_everything(world)
+
+
 def test_csv_matches_json(world):
     args = {"from": "2024-02-01", "to": "2025-12-31", "tz": "Europe/Berlin"}
     for path, extra in (

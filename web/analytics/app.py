@@ -9,8 +9,14 @@ from flask import Flask
 from config import Settings, get_settings
 from db.session import make_engine
 from logs import configure_logging
-from web.analytics import routes
-from web.common import ANALYTICS_KEY_SCHEME, create_api, register_health, register_metrics
+from web.analytics import admin, routes
+from web.common import (
+    ADMIN_KEY_SCHEME,
+    ANALYTICS_KEY_SCHEME,
+    create_api,
+    register_health,
+    register_metrics,
+)
 
 SERVICE = "analytics"
 
@@ -20,6 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(
         ANALYTICS_API_KEYS=settings.analytics_api_keys,
+        ADMIN_API_KEYS=settings.admin_api_keys,
         REPORT_TIMEZONE=settings.report_timezone,
         MAX_PERIODS=settings.analytics_max_periods,
         MAX_LIMIT=settings.analytics_max_limit,
@@ -28,9 +35,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         app,
         title="Analytics API",
         description="Sales reports: totals, periods, products, categories, trends; JSON or CSV.",
-        security_schemes=(ANALYTICS_KEY_SCHEME,),
+        security_schemes=(ANALYTICS_KEY_SCHEME, ADMIN_KEY_SCHEME),
     )
     api.register_blueprint(routes.blp)
+    api.register_blueprint(admin.blp)
     app.extensions["db_engine"] = lru_cache(maxsize=1)(
         lambda: make_engine(settings.database_url, application_name=SERVICE)
     )
