@@ -36,15 +36,11 @@ RANGE_HELP = (
 
 
 class RangeArgs(Schema):
-    from_ = DateOrDateTime(
-        data_key="from", metadata={"description": RANGE_HELP, "example": "2026-11-01"}
-    )
-    to = DateOrDateTime(metadata={"description": RANGE_HELP, "example": "2026-11-30"})
+    # No examples on parameters: Swagger UI would fill them in for every request.
+    from_ = DateOrDateTime(data_key="from", metadata={"description": RANGE_HELP})
+    to = DateOrDateTime(metadata={"description": RANGE_HELP})
     tz = fields.String(
-        metadata={
-            "description": "IANA time zone; default REPORT_TIMEZONE.",
-            "example": "Europe/Berlin",
-        }
+        metadata={"description": "IANA time zone, e.g. Europe/Berlin; default REPORT_TIMEZONE."}
     )
     format = fields.String(
         validate=validate.OneOf(["json", "csv"]),
@@ -53,8 +49,8 @@ class RangeArgs(Schema):
 
 
 class FilterArgs(RangeArgs):
-    product_id = fields.String(metadata={"example": "sku-1001"})
-    category = fields.String(metadata={"example": "Kitchen"})
+    product_id = fields.String(metadata={"description": "Only this product."})
+    category = fields.String(metadata={"description": "Only this category."})
 
 
 class SalesArgs(FilterArgs):
@@ -72,7 +68,7 @@ class TrendArgs(FilterArgs):
 
 
 class ProductRankingArgs(RangeArgs):
-    category = fields.String(metadata={"example": "Kitchen"})
+    category = fields.String(metadata={"description": "Only this category."})
     order_by = fields.String(
         load_default="revenue",
         validate=validate.OneOf(
@@ -86,8 +82,8 @@ class ProductRankingArgs(RangeArgs):
 
 
 class DailyReportArgs(Schema):
-    date = fields.Date(metadata={"description": "The day; default today.", "example": "2026-11-25"})
-    tz = fields.String(metadata={"example": "UTC"})
+    date = fields.Date(metadata={"description": "The day (YYYY-MM-DD); default today."})
+    tz = fields.String(metadata={"description": "IANA time zone; default REPORT_TIMEZONE."})
 
 
 class CatalogArgs(Schema):
