@@ -46,8 +46,16 @@ say "creating Kafka topics"
 "$VENV/bin/python" -m consumers.topics
 say "seeding demo data (only into an empty database)"
 "$VENV/bin/python" -m db.generate --products 200 --transactions 200000 --days 400 --if-empty
-say "starting the services"
-supervisorctl_ start services:* >/dev/null
+# Services run the code as it was when they started: restart them when it changed.
+code_stamp="$STACK_LOCAL/services.stamp"
+if [ -f "$code_stamp" ] && [ -n "$(find config.py logs.py web tasks consumers db -name '*.py' -newer "$code_stamp" | head -n 1)" ]; then
+    say "code changed: restarting the services"
+    supervisorctl_ restart services:* >/dev/null
+else
+    say "starting the services"
+    supervisorctl_ start services:* >/dev/null
+fi
+touch "$code_stamp"
 
 supervisorctl_ status
 cat <<URLS
