@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, text
 
@@ -45,31 +46,39 @@ def _next_month(day: date) -> date:
     return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
 
 
-def plan(report: ReportRange, *, daily_zone: str | None, by_hour: bool, by_day: bool) -> Plan:
-    """Which rows of which table cover which part of the range: whole months (unless the
-    answer is per day or hour), whole days (unless per hour), whole UTC hours, raw rows."""
+def plan(report: ReportRange, *, daily_zone: str | None, granularity: str | None) -> Plan:
+    """Which rows of which table cover which part of the range.
+
+    An answer per period needs buckets that lie inside one period: days and months of
+    the rollups' zone only when it is the report's zone, UTC hours only when the zone's
+    offset is whole hours. An answer over the whole range (totals, by product, by
+    category) may use any bucket that lies inside the range, whatever the zone.
+    """
     result = Plan(whole_hours=whole_hour_offsets(report.zone, report.start, report.end))
+    per_period = granularity is not None
     rest = [(report.start, report.end)]
-    if not by_hour and daily_zone == report.tz:
-        first = report.start.astimezone(report.zone).date()
-        if local_midnight(first, report.zone) < report.start:
+    if daily_zone and granularity != "hour" and (not per_period or daily_zone == report.tz):
+        zone = ZoneInfo(daily_zone)
+        first = report.start.astimezone(zone).date()
+        if local_midnight(first, zone) < report.start:
             first += timedelta(days=1)
-        last = report.end.astimezone(report.zone).date()  # exclusive
+        last = report.end.astimezone(zone).date()  # exclusive
         if first < last:
-            a, b = local_midnight(first, report.zone), local_midnight(last, report.zone)
+            a, b = local_midnight(first, zone), local_midnight(last, zone)
             rest = [(report.start, a), (b, report.end)]
             m0 = first if first.day == 1 else _next_month(first)
             m1 = last.replace(day=1)
-            if not by_day and m0 < m1:
+            if granularity not in ("day", "week") and m0 < m1:
                 result.monthly = (m0, m1)
                 result.daily = [(d0, d1) for d0, d1 in ((first, m0), (m1, last)) if d0 < d1]
             else:
                 result.daily = [(first, last)]
+    hours_usable = result.whole_hours or not per_period
     for start, end in rest:
         if start >= end:
             continue
         h0, h1 = _ceil_hour(start), _floor_hour(end)
-        if result.whole_hours and h0 < h1:
+        if hours_usable and h0 < h1:
             result.hourly.append((h0, h1))
             result.raw += [(s, e) for s, e in ((start, h0), (h1, end)) if s < e]
         else:
@@ -163,12 +172,7 @@ class Reports:
         granularity: str | None = None,
         **extra,
     ) -> list[Any]:
-        p = plan(
-            report,
-            daily_zone=self.daily_zone,
-            by_hour=granularity == "hour",
-            by_day=granularity in ("day", "week"),
-        )
+        p = plan(report, daily_zone=self.daily_zone, granularity=granularity)
         params = {
             "tz": report.tz,
             "start": report.start,
