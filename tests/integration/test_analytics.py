@@ -46,6 +46,10 @@ EDGES = [
     datetime(2025, 5, 31, 21, 30, tzinfo=UTC),
     datetime(2025, 6, 15, 18, 29, tzinfo=UTC),
     datetime(2025, 6, 15, 18, 31, tzinfo=UTC),
+    # Around the ends of the compared range (2024-02-01 .. 2025-12-31, local).
+    datetime(2024, 1, 31, 22, 30, tzinfo=UTC),
+    datetime(2025, 12, 31, 20, 30, tzinfo=UTC),
+    datetime(2025, 12, 31, 23, 30, tzinfo=UTC),
 ]
 
 
