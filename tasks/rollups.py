@@ -32,27 +32,37 @@ STATE = SALES_ROLLUP
 # pg_advisory_xact_lock key: "rollup" in ASCII.
 LOCK_KEY = 0x726F6C6C7570
 
+_BUCKETS = {
+    # bucket column: its expression over a transaction row
+    "hour": "date_trunc('hour', occurred_at)",
+    "day": "(occurred_at AT TIME ZONE :tz)::date",
+    "month": "date_trunc('month', occurred_at AT TIME ZONE :tz)::date",
+}
+# table: (bucket column, per product?)
 _TARGETS = {
-    # table, bucket column, bucket expression over a transaction row
-    "sales_hourly": ("hour", "date_trunc('hour', occurred_at)"),
-    "sales_daily": ("day", "(occurred_at AT TIME ZONE :tz)::date"),
-    "sales_monthly": ("month", "date_trunc('month', occurred_at AT TIME ZONE :tz)::date"),
+    "sales_hourly": ("hour", True),
+    "sales_daily": ("day", True),
+    "sales_monthly": ("month", True),
+    "sales_hourly_totals": ("hour", False),
+    "sales_daily_totals": ("day", False),
+    "sales_monthly_totals": ("month", False),
 }
 
 
 def _insert(session: Session, table: str, where: str, params: dict) -> None:
     """Adds the transactions matching `where` to one rollup table."""
-    column, bucket = _TARGETS[table]
+    column, per_product = _TARGETS[table]
+    key = f"{column}, product_id" if per_product else column
+    select = f"{_BUCKETS[column]}, product_id" if per_product else _BUCKETS[column]
+    groups = "1, 2" if per_product else "1"
     session.execute(
         text(
             f"""
-            INSERT INTO {table} AS r ({column}, product_id, revenue, list_revenue,
-                                      quantity, transactions)
-            SELECT {bucket}, product_id, sum(total_amount), sum(list_amount),
-                   sum(quantity), count(*)
+            INSERT INTO {table} AS r ({key}, revenue, list_revenue, quantity, transactions)
+            SELECT {select}, sum(total_amount), sum(list_amount), sum(quantity), count(*)
             FROM transactions WHERE {where}
-            GROUP BY 1, 2 ORDER BY 1, 2
-            ON CONFLICT ({column}, product_id) DO UPDATE SET
+            GROUP BY {groups} ORDER BY {groups}
+            ON CONFLICT ({key}) DO UPDATE SET
                 revenue = r.revenue + EXCLUDED.revenue,
                 list_revenue = r.list_revenue + EXCLUDED.list_revenue,
                 quantity = r.quantity + EXCLUDED.quantity,
@@ -81,7 +91,7 @@ def _state(session: Session, timezone: str) -> int | None:
     if stored_tz != timezone:
         # Days and months begin elsewhere now: build the rollups again from the start.
         logger.warning("report time zone changed from %s to %s: rebuilding", stored_tz, timezone)
-        session.execute(text("TRUNCATE sales_hourly, sales_daily, sales_monthly"))
+        session.execute(text("TRUNCATE " + ", ".join(_TARGETS)))
         watermark = 0
     return watermark
 
@@ -196,22 +206,16 @@ def backfill(session: Session, first: date, last: date, *, progress: bool = Fals
             "high": watermark,
             "tz": timezone,
         }
-        session.execute(text("DELETE FROM sales_monthly WHERE month = :month"), params)
-        session.execute(
-            text("DELETE FROM sales_daily WHERE day >= :month AND day < :following"), params
-        )
-        session.execute(
-            text("DELETE FROM sales_hourly WHERE hour >= :hours_from AND hour < :hours_to"), params
-        )
         month_rows = "ingest_xid < :high AND occurred_at >= :start AND occurred_at < :end"
-        _insert(session, "sales_monthly", month_rows, params)
-        _insert(session, "sales_daily", month_rows, params)
-        _insert(
-            session,
-            "sales_hourly",
-            "ingest_xid < :high AND occurred_at >= :hours_from AND occurred_at < :hours_to",
-            params,
-        )
+        hour_rows = "ingest_xid < :high AND occurred_at >= :hours_from AND occurred_at < :hours_to"
+        for table, (column, _) in _TARGETS.items():
+            span = {
+                "hour": "hour >= :hours_from AND hour < :hours_to",
+                "day": "day >= :month AND day < :following",
+                "month": "month = :month",
+            }[column]
+            session.execute(text(f"DELETE FROM {table} WHERE {span}"), params)
+            _insert(session, table, hour_rows if column == "hour" else month_rows, params)
         total += session.execute(
             text(f"SELECT count(*) FROM transactions WHERE {month_rows}"), params
         ).scalar_one()

@@ -4,7 +4,15 @@ from db.models.catalog import Product
 from db.models.ingest import IngestChunk, ParkedTransaction
 from db.models.notifications import NotificationLog
 from db.models.outbox import OutboxEvent
-from db.models.rollups import RollupState, SalesDaily, SalesHourly, SalesMonthly
+from db.models.rollups import (
+    RollupState,
+    SalesDaily,
+    SalesDailyTotals,
+    SalesHourly,
+    SalesHourlyTotals,
+    SalesMonthly,
+    SalesMonthlyTotals,
+)
 from db.models.sales import RejectedTransaction, Transaction
 
 __all__ = [
@@ -16,7 +24,10 @@ __all__ = [
     "RejectedTransaction",
     "RollupState",
     "SalesDaily",
+    "SalesDailyTotals",
     "SalesHourly",
+    "SalesHourlyTotals",
     "SalesMonthly",
+    "SalesMonthlyTotals",
     "Transaction",
 ]

@@ -60,6 +60,33 @@ class SalesMonthly(Base):
     transactions: Mapped[int] = mapped_column(BigInteger)
 
 
+class _Totals:
+    """The same figures summed over all products: what unfiltered reports per period read."""
+
+    revenue: Mapped[MoneyTotal]
+    list_revenue: Mapped[MoneyTotal]
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    transactions: Mapped[int] = mapped_column(BigInteger)
+
+
+class SalesHourlyTotals(_Totals, Base):
+    __tablename__ = "sales_hourly_totals"
+
+    hour: Mapped[Timestamp] = mapped_column(primary_key=True)
+
+
+class SalesDailyTotals(_Totals, Base):
+    __tablename__ = "sales_daily_totals"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+
+
+class SalesMonthlyTotals(_Totals, Base):
+    __tablename__ = "sales_monthly_totals"
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+
+
 # The row of `rollup_state` that the sales rollups keep.
 SALES_ROLLUP = "sales"
 
