@@ -34,6 +34,7 @@ LOCK_KEY = 0x726F6C6C7570
 
 _BUCKETS = {
     # bucket column: its expression over a transaction row
+    "quarter": "date_bin('15 minutes', occurred_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
     "hour": "date_trunc('hour', occurred_at)",
     "day": "(occurred_at AT TIME ZONE :tz)::date",
     "month": "date_trunc('month', occurred_at AT TIME ZONE :tz)::date",
@@ -43,6 +44,7 @@ _TARGETS = {
     "sales_hourly": ("hour", True),
     "sales_daily": ("day", True),
     "sales_monthly": ("month", True),
+    "sales_quarter_hour_totals": ("quarter", False),
     "sales_hourly_totals": ("hour", False),
     "sales_daily_totals": ("day", False),
     "sales_monthly_totals": ("month", False),
@@ -210,12 +212,14 @@ def backfill(session: Session, first: date, last: date, *, progress: bool = Fals
         hour_rows = "ingest_xid < :high AND occurred_at >= :hours_from AND occurred_at < :hours_to"
         for table, (column, _) in _TARGETS.items():
             span = {
+                "quarter": "quarter >= :hours_from AND quarter < :hours_to",
                 "hour": "hour >= :hours_from AND hour < :hours_to",
                 "day": "day >= :month AND day < :following",
                 "month": "month = :month",
             }[column]
             session.execute(text(f"DELETE FROM {table} WHERE {span}"), params)
-            _insert(session, table, hour_rows if column == "hour" else month_rows, params)
+            by_time = column in ("hour", "quarter")
+            _insert(session, table, hour_rows if by_time else month_rows, params)
         total += session.execute(
             text(f"SELECT count(*) FROM transactions WHERE {month_rows}"), params
         ).scalar_one()

@@ -12,6 +12,7 @@ from db.models.rollups import (
     SalesHourlyTotals,
     SalesMonthly,
     SalesMonthlyTotals,
+    SalesQuarterHourTotals,
 )
 from db.models.sales import RejectedTransaction, Transaction
 
@@ -29,5 +30,6 @@ __all__ = [
     "SalesHourlyTotals",
     "SalesMonthly",
     "SalesMonthlyTotals",
+    "SalesQuarterHourTotals",
     "Transaction",
 ]

@@ -75,6 +75,15 @@ class SalesHourlyTotals(_Totals, Base):
     hour: Mapped[Timestamp] = mapped_column(primary_key=True)
 
 
+class SalesQuarterHourTotals(_Totals, Base):
+    """Per quarter of an hour (UTC): every zone's periods are whole quarters, also where
+    the offset is not whole hours (India, Nepal, ...)."""
+
+    __tablename__ = "sales_quarter_hour_totals"
+
+    quarter: Mapped[Timestamp] = mapped_column(primary_key=True)
+
+
 class SalesDailyTotals(_Totals, Base):
     __tablename__ = "sales_daily_totals"
 

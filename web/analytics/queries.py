@@ -29,6 +29,7 @@ class Plan:
     monthly: tuple[date, date] | None = None
     daily: list[tuple[date, date]] = field(default_factory=list)
     hourly: list[tuple[datetime, datetime]] = field(default_factory=list)
+    quarters: list[tuple[datetime, datetime]] = field(default_factory=list)
     raw: list[tuple[datetime, datetime]] = field(default_factory=list)
     whole_hours: bool = True
 
@@ -46,13 +47,28 @@ def _next_month(day: date) -> date:
     return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
 
 
-def plan(report: ReportRange, *, daily_zone: str | None, granularity: str | None) -> Plan:
+QUARTER = timedelta(minutes=15)
+
+
+def _floor_quarter(moment: datetime) -> datetime:
+    return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
+
+
+def _ceil_quarter(moment: datetime) -> datetime:
+    floor = _floor_quarter(moment)
+    return floor if floor == moment else floor + QUARTER
+
+
+def plan(
+    report: ReportRange, *, daily_zone: str | None, granularity: str | None, totals: bool = False
+) -> Plan:
     """Which rows of which table cover which part of the range.
 
     An answer per period needs buckets that lie inside one period: days and months of
     the rollups' zone only when it is the report's zone, UTC hours only when the zone's
-    offset is whole hours. An answer over the whole range (totals, by product, by
-    category) may use any bucket that lies inside the range, whatever the zone.
+    offset is whole hours (else, for `totals`, quarters of an hour). An answer over the
+    whole range (totals, by product, by category) may use any bucket that lies inside
+    the range, whatever the zone.
     """
     result = Plan(whole_hours=whole_hour_offsets(report.zone, report.start, report.end))
     per_period = granularity is not None
@@ -78,9 +94,13 @@ def plan(report: ReportRange, *, daily_zone: str | None, granularity: str | None
         if start >= end:
             continue
         h0, h1 = _ceil_hour(start), _floor_hour(end)
+        q0, q1 = _ceil_quarter(start), _floor_quarter(end)
         if hours_usable and h0 < h1:
             result.hourly.append((h0, h1))
             result.raw += [(s, e) for s, e in ((start, h0), (h1, end)) if s < e]
+        elif totals and q0 < q1:
+            result.quarters.append((q0, q1))
+            result.raw += [(s, e) for s, e in ((start, q0), (q1, end)) if s < e]
         else:
             result.raw.append((start, end))
     return result
@@ -129,6 +149,13 @@ def _facts(p: Plan, filters: Filters, params: dict, *, per_product: bool) -> str
         parts.append(
             f"SELECT hour, hour AT TIME ZONE :tz, {product}, revenue, quantity, transactions"
             f" FROM sales_hourly{suffix} WHERE hour >= :h0_{i} AND hour < :h1_{i}{where}"
+        )
+    for i, (q0, q1) in enumerate(p.quarters):
+        params[f"q0_{i}"], params[f"q1_{i}"] = q0, q1
+        parts.append(
+            "SELECT quarter, quarter AT TIME ZONE :tz, NULL::varchar, revenue, quantity,"
+            f" transactions FROM sales_quarter_hour_totals"
+            f" WHERE quarter >= :q0_{i} AND quarter < :q1_{i}"
         )
     raw = "SELECT occurred_at, occurred_at AT TIME ZONE :tz, product_id, total_amount, quantity, 1"
     for i, (r0, r1) in enumerate(p.raw):
@@ -179,7 +206,12 @@ class Reports:
         per_product: bool = False,
         **extra,
     ) -> list[Any]:
-        p = plan(report, daily_zone=self.daily_zone, granularity=granularity)
+        p = plan(
+            report,
+            daily_zone=self.daily_zone,
+            granularity=granularity,
+            totals=not per_product and not filters.sql(),
+        )
         params = {
             "tz": report.tz,
             "start": report.start,
