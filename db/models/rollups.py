@@ -9,7 +9,16 @@ from db.base import Base
 from db.types import Identifier, MoneyTotal, Timestamp
 
 
-class SalesHourly(Base):
+class _Figures:
+    """What every rollup row holds: paid and list revenue, quantity, transactions."""
+
+    revenue: Mapped[MoneyTotal]
+    list_revenue: Mapped[MoneyTotal]
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    transactions: Mapped[int] = mapped_column(BigInteger)
+
+
+class SalesHourly(_Figures, Base):
     """Sales per product per UTC hour: exact for every time zone whose offset is whole hours."""
 
     __tablename__ = "sales_hourly"
@@ -20,13 +29,9 @@ class SalesHourly(Base):
 
     hour: Mapped[Timestamp] = mapped_column(primary_key=True)
     product_id: Mapped[Identifier] = mapped_column(primary_key=True)
-    revenue: Mapped[MoneyTotal]
-    list_revenue: Mapped[MoneyTotal]
-    quantity: Mapped[int] = mapped_column(BigInteger)
-    transactions: Mapped[int] = mapped_column(BigInteger)
 
 
-class SalesDaily(Base):
+class SalesDaily(_Figures, Base):
     """Sales per product per calendar day in the report time zone."""
 
     __tablename__ = "sales_daily"
@@ -37,13 +42,9 @@ class SalesDaily(Base):
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     product_id: Mapped[Identifier] = mapped_column(primary_key=True)
-    revenue: Mapped[MoneyTotal]
-    list_revenue: Mapped[MoneyTotal]
-    quantity: Mapped[int] = mapped_column(BigInteger)
-    transactions: Mapped[int] = mapped_column(BigInteger)
 
 
-class SalesMonthly(Base):
+class SalesMonthly(_Figures, Base):
     """Sales per product per calendar month (its first day) in the report time zone."""
 
     __tablename__ = "sales_monthly"
@@ -54,28 +55,16 @@ class SalesMonthly(Base):
 
     month: Mapped[date] = mapped_column(Date, primary_key=True)
     product_id: Mapped[Identifier] = mapped_column(primary_key=True)
-    revenue: Mapped[MoneyTotal]
-    list_revenue: Mapped[MoneyTotal]
-    quantity: Mapped[int] = mapped_column(BigInteger)
-    transactions: Mapped[int] = mapped_column(BigInteger)
 
 
-class _Totals:
-    """The same figures summed over all products: what unfiltered reports per period read."""
-
-    revenue: Mapped[MoneyTotal]
-    list_revenue: Mapped[MoneyTotal]
-    quantity: Mapped[int] = mapped_column(BigInteger)
-    transactions: Mapped[int] = mapped_column(BigInteger)
-
-
-class SalesHourlyTotals(_Totals, Base):
+# The same figures summed over all products: what unfiltered reports read.
+class SalesHourlyTotals(_Figures, Base):
     __tablename__ = "sales_hourly_totals"
 
     hour: Mapped[Timestamp] = mapped_column(primary_key=True)
 
 
-class SalesQuarterHourTotals(_Totals, Base):
+class SalesQuarterHourTotals(_Figures, Base):
     """Per quarter of an hour (UTC): every zone's periods are whole quarters, also where
     the offset is not whole hours (India, Nepal, ...)."""
 
@@ -84,13 +73,13 @@ class SalesQuarterHourTotals(_Totals, Base):
     quarter: Mapped[Timestamp] = mapped_column(primary_key=True)
 
 
-class SalesDailyTotals(_Totals, Base):
+class SalesDailyTotals(_Figures, Base):
     __tablename__ = "sales_daily_totals"
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
 
 
-class SalesMonthlyTotals(_Totals, Base):
+class SalesMonthlyTotals(_Figures, Base):
     __tablename__ = "sales_monthly_totals"
 
     month: Mapped[date] = mapped_column(Date, primary_key=True)

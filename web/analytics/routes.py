@@ -108,6 +108,13 @@ def as_csv(items: list[dict], name: str) -> Response:
     )
 
 
+def answer_list(args, report: ReportRange, items: list[dict], name: str, **extra):
+    """CSV when asked for, else the items with the parameters echoed beside them."""
+    if wants_csv(args):
+        return as_csv(csv_ready(items), name)
+    return echo(args, report) | extra | {"items": items}
+
+
 def money(value: Decimal | None) -> Decimal | None:
     return None if value is None else Decimal(value).quantize(Decimal("0.01"), ROUND_HALF_UP)
 
@@ -171,9 +178,7 @@ class SalesView(MethodView):
         report = range_of(args)
         with reports() as r:
             items = series(report, filters_of(args), args["granularity"], r)
-        if wants_csv(args):
-            return as_csv(csv_ready(items), "sales")
-        return echo(args, report) | {"granularity": args["granularity"], "items": items}
+        return answer_list(args, report, items, "sales", granularity=args["granularity"])
 
 
 @blp.route("/analytics/trends")
@@ -192,10 +197,7 @@ class TrendsView(MethodView):
             items = series(extended, filters_of(args), granularity, r)
         for previous, item in itertools.pairwise(items):
             item["change_abs"], item["change_pct"] = change(item["revenue"], previous["revenue"])
-        items = items[1:]
-        if wants_csv(args):
-            return as_csv(csv_ready(items), "trends")
-        return echo(args, report) | {"granularity": granularity, "items": items}
+        return answer_list(args, report, items[1:], "trends", granularity=granularity)
 
 
 @blp.route("/analytics/products")
@@ -213,10 +215,9 @@ class ProductRankingView(MethodView):
             items = share(r.by_product(report, Filters(category=args.get("category"))))
         key = args["order_by"]
         items.sort(key=lambda item: (-item[key], item["product_id"]))
-        items = items[: args["limit"]]
-        if wants_csv(args):
-            return as_csv(csv_ready(items), "products")
-        return echo(args, report) | {"order_by": key, "limit": args["limit"], "items": items}
+        return answer_list(
+            args, report, items[: args["limit"]], "products", order_by=key, limit=args["limit"]
+        )
 
 
 @blp.route("/analytics/categories")
@@ -230,9 +231,7 @@ class CategoryView(MethodView):
         with reports() as r:
             items = share(r.by_category(report, Filters()))
         items.sort(key=lambda item: (-item["revenue"], item["category"]))
-        if wants_csv(args):
-            return as_csv(csv_ready(items), "categories")
-        return echo(args, report) | {"items": items}
+        return answer_list(args, report, items, "categories")
 
 
 @blp.route("/reports/daily")

@@ -102,19 +102,19 @@ class Transactions(MethodView):
         return {"accepted": 1}
 
 
+def batch_body(schema: type, example: dict) -> dict:
+    """OpenAPI request body of a batch endpoint (validated item by item in the view)."""
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": schema, "example": example}},
+    }
+
+
 @blp.route("/transactions/batch")
 class TransactionBatch(MethodView):
     @blp.doc(
         security=SECURITY,
-        requestBody={
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": TransactionBatchSchema,
-                    "example": {"transactions": [TRANSACTION_EXAMPLE]},
-                }
-            },
-        },
+        requestBody=batch_body(TransactionBatchSchema, {"transactions": [TRANSACTION_EXAMPLE]}),
     )
     @blp.response(
         202,
@@ -146,15 +146,7 @@ class Products(MethodView):
 class ProductBatch(MethodView):
     @blp.doc(
         security=SECURITY,
-        requestBody={
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": ProductBatchSchema,
-                    "example": {"products": [PRODUCT_EXAMPLE]},
-                }
-            },
-        },
+        requestBody=batch_body(ProductBatchSchema, {"products": [PRODUCT_EXAMPLE]}),
     )
     @blp.response(202, BatchAcceptedSchema)
     @blp.alt_response(413, description="More items than COLLECTOR_BATCH_MAX_ITEMS.")
