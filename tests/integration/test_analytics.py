@@ -237,6 +237,11 @@ def compare_everything(world: World) -> None:
         assert {
             i["product_id"]: {k: i[k] for k in figures(by_product[i["product_id"]])} for i in items
         } == {pid: figures(g) for pid, g in by_product.items()}, tz
+        # Best first, ties by id; `limit` and `order_by` pick the top N.
+        for key, index in (("revenue", 0), ("transactions", 1), ("quantity", 2)):
+            ranked = sorted(by_product, key=lambda pid, i=index: (-by_product[pid][i], pid))
+            top = world.get("analytics/products", **args, order_by=key, limit=3)["items"]
+            assert [i["product_id"] for i in top] == ranked[:3], (tz, key)
         grand = sum(g[0] for g in by_product.values())
         for item in items:
             assert item["revenue_share"] == pytest.approx(
@@ -259,6 +264,10 @@ def compare_everything(world: World) -> None:
         report = world.get("reports/daily", date="2024-02-29", tz=tz)
         assert report["totals"] == figures(today) and report["previous_day"] == figures(before), tz
         assert report["change_abs"] == float(today[0] - before[0])
+        day_products = oracle(world, day_start, day_end, lambda ts, pid: pid)
+        best = sorted(day_products, key=lambda pid: (-day_products[pid][0], pid))[:2]
+        top = world.get("reports/daily", date="2024-02-29", tz=tz, limit=2)["products"]
+        assert [i["product_id"] for i in top] == best, tz
 
 
 def test_reports_equal_the_raw_rows_before_any_rollup(world):
@@ -354,6 +363,7 @@ def test_csv_matches_json(world):
         ("analytics/products", {"limit": 100_000}, "limit", "between 1 and"),
         ("analytics/products", {"order_by": "price"}, "order_by", "revenue, quantity"),
         ("analytics/sales", {"format": "xml"}, "format", "json"),
+        ("reports/daily", {"limit": 0}, "limit", "between 1 and"),
     ],
 )
 def test_bad_parameters_are_422_saying_what_to_change(world, path, params, field, words):

@@ -248,33 +248,61 @@ class Reports:
         )
         return {_as_key(period): figures(*rest) for period, *rest in rows}
 
-    def by_product(self, report: ReportRange, filters: Filters) -> list[dict]:
-        # Sum per product first (a short key), then name the thousand-odd products.
+    def by_product(
+        self,
+        report: ReportRange,
+        filters: Filters,
+        *,
+        order_by: str = "revenue",
+        limit: int | None = None,
+    ) -> list[dict]:
+        """Per product, best first by `order_by`, with its share of all products' revenue."""
+        assert order_by in ("revenue", "quantity", "transactions")
+        # Sum per product first (a short key), rank and cut in the database, and only
+        # then name the products that are returned.
         rows = self._run(
             report,
             filters,
-            "SELECT f.product_id, p.name, p.category, f.revenue, f.transactions, f.quantity"
+            "SELECT f.product_id, p.name, p.category, f.revenue, f.transactions, f.quantity,"
+            " f.revenue / nullif(f.grand, 0)"
             " FROM (SELECT product_id, sum(revenue) AS revenue, sum(transactions) AS transactions,"
-            " sum(quantity) AS quantity FROM facts GROUP BY product_id) f"
-            " JOIN products p USING (product_id)",
+            " sum(quantity) AS quantity, sum(sum(revenue)) OVER () AS grand"
+            f" FROM facts GROUP BY product_id ORDER BY {order_by} DESC, product_id"
+            " LIMIT :limit) f JOIN products p USING (product_id)"
+            f" ORDER BY f.{order_by} DESC, f.product_id",
             per_product=True,
+            limit=limit,
         )
         return [
-            {"product_id": pid, "name": name, "category": category} | figures(*rest)
-            for pid, name, category, *rest in rows
+            {"product_id": pid, "name": name, "category": category}
+            | figures(revenue, transactions, quantity)
+            | {"revenue_share": _share(part)}
+            for pid, name, category, revenue, transactions, quantity, part in rows
         ]
 
     def by_category(self, report: ReportRange, filters: Filters) -> list[dict]:
+        """Per category, by revenue, with its share of all revenue."""
         rows = self._run(
             report,
             filters,
-            "SELECT p.category, sum(f.revenue), sum(f.transactions), sum(f.quantity)"
+            "SELECT p.category, sum(f.revenue) AS revenue, sum(f.transactions),"
+            " sum(f.quantity), sum(f.revenue) / nullif(sum(sum(f.revenue)) OVER (), 0)"
             " FROM (SELECT product_id, sum(revenue) AS revenue, sum(transactions) AS transactions,"
             " sum(quantity) AS quantity FROM facts GROUP BY product_id) f"
-            " JOIN products p USING (product_id) GROUP BY p.category",
+            " JOIN products p USING (product_id) GROUP BY p.category"
+            " ORDER BY revenue DESC, p.category",
             per_product=True,
         )
-        return [{"category": category} | figures(*rest) for category, *rest in rows]
+        return [
+            {"category": category}
+            | figures(revenue, transactions, quantity)
+            | {"revenue_share": _share(part)}
+            for category, revenue, transactions, quantity, part in rows
+        ]
+
+
+def _share(part: Decimal | None) -> float:
+    return 0.0 if part is None else round(float(part), 6)
 
 
 def _as_key(value):

@@ -57,6 +57,12 @@ def range_of(args) -> ReportRange:
         refuse("from", str(exc))
 
 
+def check_limit(args) -> None:
+    maximum = current_app.config["MAX_LIMIT"]
+    if not 1 <= args["limit"] <= maximum:
+        refuse("limit", f"must be between 1 and {maximum}")
+
+
 def filters_of(args) -> Filters:
     return Filters(product_id=args.get("product_id"), category=args.get("category"))
 
@@ -138,13 +144,6 @@ def series(report: ReportRange, filters: Filters, granularity: str, r: Reports) 
     ]
 
 
-def share(items: list[dict]) -> list[dict]:
-    total = sum(item["revenue"] for item in items)
-    for item in items:
-        item["revenue_share"] = round(float(item["revenue"] / total), 6) if total else 0.0
-    return items
-
-
 def change(current: Decimal, previous: Decimal) -> tuple[Decimal, float | None]:
     delta = current - previous
     pct = (
@@ -207,16 +206,17 @@ class ProductRankingView(MethodView):
     @blp.response(200, schemas.ProductList)
     def get(self, args):
         """Sales by product, top N by revenue, quantity or transactions"""
-        maximum = current_app.config["MAX_LIMIT"]
-        if not 1 <= args["limit"] <= maximum:
-            refuse("limit", f"must be between 1 and {maximum}")
+        check_limit(args)
         report = range_of(args)
         with reports() as r:
-            items = share(r.by_product(report, Filters(category=args.get("category"))))
-        key = args["order_by"]
-        items.sort(key=lambda item: (-item[key], item["product_id"]))
+            items = r.by_product(
+                report,
+                Filters(category=args.get("category")),
+                order_by=args["order_by"],
+                limit=args["limit"],
+            )
         return answer_list(
-            args, report, items[: args["limit"]], "products", order_by=key, limit=args["limit"]
+            args, report, items, "products", order_by=args["order_by"], limit=args["limit"]
         )
 
 
@@ -229,8 +229,7 @@ class CategoryView(MethodView):
         """Sales by category"""
         report = range_of(args)
         with reports() as r:
-            items = share(r.by_category(report, Filters()))
-        items.sort(key=lambda item: (-item["revenue"], item["category"]))
+            items = r.by_category(report, Filters())
         return answer_list(args, report, items, "categories")
 
 
@@ -240,7 +239,8 @@ class DailyReportView(MethodView):
     @blp.arguments(schemas.DailyReportArgs, location="query")
     @blp.response(200, schemas.DailyReport)
     def get(self, args):
-        """One day: totals, by product, by category, and against the day before"""
+        """One day: totals, top products, categories, and against the day before"""
+        check_limit(args)
         zone = zone_of(args)
         day: date = args.get("date") or datetime.now(zone).date()
         today = resolve(day, day, zone)
@@ -248,10 +248,8 @@ class DailyReportView(MethodView):
         with reports() as r:
             totals = r.totals(today, Filters())
             previous = r.totals(yesterday, Filters())
-            products = share(r.by_product(today, Filters()))
-            categories = share(r.by_category(today, Filters()))
-        products.sort(key=lambda item: (-item["revenue"], item["product_id"]))
-        categories.sort(key=lambda item: (-item["revenue"], item["category"]))
+            products = r.by_product(today, Filters(), limit=args["limit"])
+            categories = r.by_category(today, Filters())
         delta, pct = change(totals["revenue"], previous["revenue"])
         return {
             "date": day.isoformat(),

@@ -83,6 +83,9 @@ class ProductRankingArgs(RangeArgs):
 
 class DailyReportArgs(Schema):
     date = fields.Date(metadata={"description": "The day (YYYY-MM-DD); default today."})
+    limit = fields.Integer(
+        load_default=20, metadata={"description": "Top N products (at most ANALYTICS_MAX_LIMIT)."}
+    )
     tz = fields.String(metadata={"description": "IANA time zone; default REPORT_TIMEZONE."})
 
 
