@@ -112,6 +112,7 @@ def main() -> int:
     }
     endpoints = [
         ("summary", "analytics/summary", {}),
+        ("daily", "reports/daily", {}),
         ("sales", "analytics/sales", {"granularity": "day"}),
         ("sales", "analytics/sales", {"granularity": "month"}),
         ("trends", "analytics/trends", {"granularity": "week"}),
@@ -125,6 +126,8 @@ def main() -> int:
         for range_name, (first, last) in ranges.items():
             for kind, path, extra in endpoints:
                 params = {"from": first.isoformat(), "to": last.isoformat(), "tz": tz} | extra
+                if kind == "daily":  # one day: the range's last
+                    params = {"date": last.isoformat(), "tz": tz}
 
                 def call(path=path, params=params):
                     answer = client.get(f"/api/v1/{path}", query_string=params)
