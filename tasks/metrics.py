@@ -1,6 +1,6 @@
 """Prometheus metrics of the Celery tasks (served by the worker, see tasks/worker.py)."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 TASKS = Counter("celery_tasks_total", "Finished task runs", ["task", "outcome"])
 TASK_SECONDS = Histogram(
@@ -15,4 +15,23 @@ TRANSACTIONS = Counter(
     ["outcome"],
 )
 REJECTIONS = Counter("ingest_rejections_total", "Rejected messages, by reason", ["reason"])
+# Every series exists from the start (at 0), so that rates and alerts see its first change.
+for _outcome in ("stored", "duplicate", "parked", "rejected"):
+    TRANSACTIONS.labels(_outcome).inc(0)
+for _reason in (
+    "duplicate_conflict",
+    "amount_above_list_price",
+    "unknown_product",
+    "malformed_message",
+):
+    REJECTIONS.labels(_reason).inc(0)
 PRODUCTS = Counter("ingest_products_total", "Product versions applied to the catalog")
+ROLLUP_ROWS = Counter("rollup_rows_total", "Transactions added to the rollups")
+ROLLUP_SECONDS = Histogram(
+    "rollup_run_seconds", "Time of one rollup run", buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+)
+ROLLUP_LAST_RUN = Gauge(
+    "rollup_last_run_timestamp_seconds",
+    "When the last rollup run finished",
+    multiprocess_mode="max",
+)

@@ -25,6 +25,7 @@ from config import get_settings
 from db.models.rollups import SALES_ROLLUP
 from db.session import session_scope
 from tasks.celery_app import app
+from tasks.metrics import ROLLUP_LAST_RUN, ROLLUP_ROWS, ROLLUP_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -161,8 +162,10 @@ def rollup(session: Session, timezone: str | None = None) -> dict:
 
 @app.task(name="rollups.rollup_sales")
 def rollup_sales() -> dict:
-    with session_scope() as session:
+    with ROLLUP_SECONDS.time(), session_scope() as session:
         result = rollup(session)
+    ROLLUP_ROWS.inc(result.get("rows", 0))
+    ROLLUP_LAST_RUN.set_to_current_time()
     if result.get("rows"):
         logger.info("rolled up transactions", extra=result)
     return result

@@ -121,6 +121,17 @@ def require_api_key(blueprint: Blueprint, config_key: str, *, optional: bool = F
             abort(401, message="Missing or invalid X-API-Key header; send one of the API keys.")
 
 
+def register_database(app: Flask, url: str, service: str) -> None:
+    """`app.extensions["db_engine"]()`: the engine, connected on first use."""
+    from functools import lru_cache
+
+    from db.session import make_engine
+
+    app.extensions["db_engine"] = lru_cache(maxsize=1)(
+        lambda: make_engine(url, application_name=service)
+    )
+
+
 def register_health(app: Flask, ready: Callable[[], tuple[bool, dict]]) -> None:
     @app.get("/health")
     def health():

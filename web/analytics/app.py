@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from flask import Flask
 
 from config import Settings, get_settings
-from db.session import make_engine
 from logs import configure_logging
 from web.analytics import admin, routes
 from web.common import (
     ADMIN_KEY_SCHEME,
     ANALYTICS_KEY_SCHEME,
     create_api,
+    register_database,
     register_health,
     register_metrics,
 )
@@ -39,9 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     api.register_blueprint(routes.blp)
     api.register_blueprint(admin.blp)
-    app.extensions["db_engine"] = lru_cache(maxsize=1)(
-        lambda: make_engine(settings.database_url, application_name=SERVICE)
-    )
+    register_database(app, settings.database_url, SERVICE)
 
     def ready():
         from sqlalchemy import text

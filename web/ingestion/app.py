@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from flask import Flask
 
 from config import Settings, get_settings
-from db.session import make_engine
 from logs import configure_logging
 from web.common import (
     ADMIN_KEY_SCHEME,
     API_KEY_SCHEME,
     create_api,
+    register_database,
     register_health,
     register_metrics,
 )
@@ -40,10 +38,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.register_blueprint(admin.blp)
     publisher = Publisher(settings)
     app.extensions["publisher"] = publisher
-    # Only the admin endpoints use the database; connect on first use.
-    app.extensions["db_engine"] = lru_cache(maxsize=1)(
-        lambda: make_engine(settings.database_url, application_name=SERVICE)
-    )
+    register_database(app, settings.database_url, SERVICE)
 
     def ready():
         ok = publisher.ready()

@@ -35,6 +35,10 @@ blp = Blueprint(
 require_api_key(blp, "INGEST_API_KEYS")
 
 ITEMS = Counter("collector_items_total", "Items received, by kind and outcome", ["kind", "outcome"])
+# Every series exists from the start (at 0), so that rates and alerts see its first change.
+for _kind in ("transaction", "product"):
+    for _outcome in ("accepted", "invalid", "unavailable"):
+        ITEMS.labels(_kind, _outcome).inc(0)
 
 SECURITY = [{API_KEY_SCHEME: []}]
 UNAVAILABLE = {
