@@ -7,6 +7,7 @@ import contextlib
 import hmac
 import os
 from collections.abc import Callable
+from decimal import Decimal
 from http import HTTPStatus
 
 import orjson
@@ -32,8 +33,6 @@ class OrjsonProvider(JSONProvider):
 
 
 def _default(value):
-    from decimal import Decimal
-
     if isinstance(value, Decimal):
         return float(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")

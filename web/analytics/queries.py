@@ -146,14 +146,10 @@ class Filters:
         return "".join(parts)
 
 
-def _facts(p: Plan, filters: Filters, params: dict, *, per_product: bool) -> str:
-    """A UNION ALL of rows (utc_ts, local_ts, product_id, revenue, quantity, transactions).
-
-    Without filters, and when the answer is not per product, the rollups summed over all
-    products (`*_totals`) stand in for the per-product ones: far fewer rows.
-    """
+def _facts(p: Plan, filters: Filters, params: dict, *, totals: bool) -> str:
+    """A UNION ALL of rows (utc_ts, local_ts, product_id, revenue, quantity, transactions);
+    with `totals`, from the rollups summed over all products (`*_totals`): far fewer rows."""
     where = filters.sql()
-    totals = not per_product and not where
     suffix, product = ("_totals", "NULL::varchar") if totals else ("", "product_id")
     parts = []
     if p.monthly:
@@ -231,11 +227,14 @@ class Reports:
         per_product: bool = False,
         **extra,
     ) -> list[Any]:
+        # Without filters, and when the answer is not per product, the rollups summed over
+        # all products can stand in for the per-product ones.
+        totals = not per_product and not filters.sql()
         p = plan(
             report,
             daily_zone=self.daily_zone,
             granularity=granularity,
-            totals=not per_product and not filters.sql(),
+            totals=totals,
         )
         params = {
             "tz": report.tz,
@@ -245,7 +244,7 @@ class Reports:
             "product_id": filters.product_id,
             "category": filters.category,
         } | extra
-        facts = _facts(p, filters, params, per_product=per_product)
+        facts = _facts(p, filters, params, totals=totals)
         if granularity:
             select = select.replace("{key}", _period_key(granularity, p.whole_hours))
         query = (
