@@ -33,47 +33,134 @@ STATE = SALES_ROLLUP
 # pg_advisory_xact_lock key: "rollup" in ASCII.
 LOCK_KEY = 0x726F6C6C7570
 
+# Each run first sums its transactions into a small staging table, per quarter of an
+# hour (UTC), day (report zone) and product; every rollup table is filled from that.
+_STAGE = """
+    CREATE TEMP TABLE rollup_batch ON COMMIT DROP AS
+    SELECT date_bin('15 minutes', occurred_at, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS quarter,
+           (occurred_at AT TIME ZONE :tz)::date AS day, product_id,
+           sum(total_amount) AS revenue, sum(list_amount) AS list_revenue,
+           sum(quantity) AS quantity, count(*) AS transactions
+    FROM transactions WHERE {where} GROUP BY 1, 2, 3
+"""
 _BUCKETS = {
-    # bucket column: its expression over a transaction row
-    "quarter": "date_bin('15 minutes', occurred_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
-    "hour": "date_trunc('hour', occurred_at)",
-    "day": "(occurred_at AT TIME ZONE :tz)::date",
-    "month": "date_trunc('month', occurred_at AT TIME ZONE :tz)::date",
+    # bucket column: its expression over a staged row
+    "quarter": "quarter",
+    "hour": "date_bin('1 hour', quarter, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
+    "day": "day",
+    "month": "date_trunc('month', day::timestamp)::date",
+    "year": "date_trunc('year', day::timestamp)::date",
 }
-# table: (bucket column, per product?)
+# table: (bucket column, what its rows are per)
 _TARGETS = {
-    "sales_hourly": ("hour", True),
-    "sales_daily": ("day", True),
-    "sales_monthly": ("month", True),
-    "sales_quarter_hour_totals": ("quarter", False),
-    "sales_hourly_totals": ("hour", False),
-    "sales_daily_totals": ("day", False),
-    "sales_monthly_totals": ("month", False),
+    "sales_hourly": ("hour", "product"),
+    "sales_daily": ("day", "product"),
+    "sales_monthly": ("month", "product"),
+    "sales_yearly": ("year", "product"),
+    "sales_quarter_hour_by_category": ("quarter", "category"),
+    "sales_hourly_by_category": ("hour", "category"),
+    "sales_daily_by_category": ("day", "category"),
+    "sales_monthly_by_category": ("month", "category"),
+    "sales_yearly_by_category": ("year", "category"),
+    "sales_quarter_hour_totals": ("quarter", "total"),
+    "sales_hourly_totals": ("hour", "total"),
+    "sales_daily_totals": ("day", "total"),
+    "sales_monthly_totals": ("month", "total"),
+    "sales_yearly_totals": ("year", "total"),
 }
+# Tables of each family by bucket, for rebuilding years from months.
+_TABLE_OF = {(column, per): table for table, (column, per) in _TARGETS.items()}
 
 
-def _insert(session: Session, table: str, where: str, params: dict) -> None:
-    """Adds the transactions matching `where` to one rollup table."""
-    column, per_product = _TARGETS[table]
-    key = f"{column}, product_id" if per_product else column
-    select = f"{_BUCKETS[column]}, product_id" if per_product else _BUCKETS[column]
-    groups = "1, 2" if per_product else "1"
+def _stage(session: Session, where: str, params: dict) -> int:
+    """Sums the transactions matching `where` into `rollup_batch`; returns how many."""
+    session.execute(text("DROP TABLE IF EXISTS rollup_batch"))
+    session.execute(text(_STAGE.format(where=where)), params)
+    return session.execute(
+        text("SELECT coalesce(sum(transactions), 0) FROM rollup_batch")
+    ).scalar_one()
+
+
+def _apply(
+    session: Session,
+    tables,
+    *,
+    where: str = "TRUE",
+    sign: int = 1,
+    category: str = "g.category",
+    categories: str = "rollup_categories",
+    params: dict | None = None,
+) -> None:
+    """Adds (sign 1) or takes away (-1) the staged rows matching `where` in `tables`.
+    A product's rows go to the category `category` of its row in `categories`."""
+    for table in tables:
+        column, per = _TARGETS[table]
+        bucket = _BUCKETS[column]
+        key, select, join = {
+            "product": (f"{column}, product_id", f"{bucket}, b.product_id", ""),
+            "category": (
+                f"category, {column}",
+                f"{category}, {bucket}",
+                f"JOIN {categories} g USING (product_id)",
+            ),
+            "total": (column, bucket, ""),
+        }[per]
+        groups = "1" if per == "total" else "1, 2"
+        session.execute(
+            text(
+                f"""
+                INSERT INTO {table} AS r ({key}, revenue, list_revenue, quantity, transactions)
+                SELECT {select}, {sign} * sum(b.revenue), {sign} * sum(b.list_revenue),
+                       {sign} * sum(b.quantity), {sign} * sum(b.transactions)
+                FROM rollup_batch b {join} WHERE {where}
+                GROUP BY {groups} ORDER BY {groups}
+                ON CONFLICT ({key}) DO UPDATE SET
+                    revenue = r.revenue + EXCLUDED.revenue,
+                    list_revenue = r.list_revenue + EXCLUDED.list_revenue,
+                    quantity = r.quantity + EXCLUDED.quantity,
+                    transactions = r.transactions + EXCLUDED.transactions
+                """
+            ),
+            params or {},
+        )
+
+
+def _sync_categories(session: Session, below: int, timezone: str) -> int:
+    """Moves the rolled-up sales (below `below`) of every product whose category changed
+    to its new category, and records the category of products seen for the first time.
+    Returns how many products moved."""
     session.execute(
         text(
-            f"""
-            INSERT INTO {table} AS r ({key}, revenue, list_revenue, quantity, transactions)
-            SELECT {select}, sum(total_amount), sum(list_amount), sum(quantity), count(*)
-            FROM transactions WHERE {where}
-            GROUP BY {groups} ORDER BY {groups}
-            ON CONFLICT ({key}) DO UPDATE SET
-                revenue = r.revenue + EXCLUDED.revenue,
-                list_revenue = r.list_revenue + EXCLUDED.list_revenue,
-                quantity = r.quantity + EXCLUDED.quantity,
-                transactions = r.transactions + EXCLUDED.transactions
-            """
-        ),
-        params,
+            "CREATE TEMP TABLE rollup_moves ON COMMIT DROP AS"
+            " SELECT g.product_id, g.category AS old, p.category AS new"
+            " FROM rollup_categories g JOIN products p USING (product_id)"
+            " WHERE g.category <> p.category"
+        )
     )
+    moved = session.execute(text("SELECT count(*) FROM rollup_moves")).scalar_one()
+    if moved:
+        _stage(
+            session,
+            "product_id IN (SELECT product_id FROM rollup_moves) AND ingest_xid < :below",
+            {"below": below, "tz": timezone},
+        )
+        per_category = [t for t, (_, per) in _TARGETS.items() if per == "category"]
+        _apply(session, per_category, sign=-1, category="g.old", categories="rollup_moves")
+        _apply(session, per_category, category="g.new", categories="rollup_moves")
+        session.execute(
+            text(
+                "UPDATE rollup_categories g SET category = m.new FROM rollup_moves m"
+                " WHERE g.product_id = m.product_id"
+            )
+        )
+    session.execute(text("DROP TABLE rollup_moves"))
+    session.execute(
+        text(
+            "INSERT INTO rollup_categories (product_id, category)"
+            " SELECT product_id, category FROM products ON CONFLICT (product_id) DO NOTHING"
+        )
+    )
+    return moved
 
 
 def _state(session: Session, timezone: str) -> int | None:
@@ -94,7 +181,7 @@ def _state(session: Session, timezone: str) -> int | None:
     if stored_tz != timezone:
         # Days and months begin elsewhere now: build the rollups again from the start.
         logger.warning("report time zone changed from %s to %s: rebuilding", stored_tz, timezone)
-        session.execute(text("TRUNCATE " + ", ".join(_TARGETS)))
+        session.execute(text("TRUNCATE rollup_categories, " + ", ".join(_TARGETS)))
         watermark = 0
     return watermark
 
@@ -143,13 +230,11 @@ def rollup(session: Session, timezone: str | None = None) -> dict:
         return {"skipped": True}
     horizon = _horizon(session)
     window = {"low": watermark, "high": horizon, "tz": timezone}
-    rows = session.execute(
-        text("SELECT count(*) FROM transactions WHERE ingest_xid >= :low AND ingest_xid < :high"),
-        window,
-    ).scalar_one()
+    # After the horizon: every product of a transaction below it is visible now.
+    moved = _sync_categories(session, watermark, timezone)
+    rows = _stage(session, "ingest_xid >= :low AND ingest_xid < :high", window)
     if rows:
-        for table in _TARGETS:
-            _insert(session, table, "ingest_xid >= :low AND ingest_xid < :high", window)
+        _apply(session, _TARGETS)
     session.execute(
         text(
             "UPDATE rollup_state SET watermark = :high, timezone = :tz, updated_at = now()"
@@ -157,7 +242,7 @@ def rollup(session: Session, timezone: str | None = None) -> dict:
         ),
         window | {"name": STATE},
     )
-    return {"rows": rows, "horizon": horizon}
+    return {"rows": rows, "horizon": horizon, "products_moved": moved}
 
 
 @app.task(name="rollups.rollup_sales")
@@ -183,17 +268,27 @@ def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), zone).astimezone(UTC)
 
 
-def backfill(session: Session, first: date, last: date, *, progress: bool = False) -> int:
+def backfill(
+    session: Session,
+    first: date,
+    last: date,
+    *,
+    timezone: str | None = None,
+    progress: bool = False,
+) -> int:
     """Recomputes from the raw rows the rollups of every month (report time zone) that the
-    days first..last touch; returns how many transactions those months hold. For repairs
-    and imports: over correct rollups it changes nothing."""
-    timezone = get_settings().report_timezone
+    days first..last touch, and of the years those months are in; returns how many
+    transactions those months hold. For repairs and imports: over correct rollups it
+    changes nothing. Days and months in `timezone`, by default REPORT_TIMEZONE."""
+    timezone = timezone or get_settings().report_timezone
     zone = ZoneInfo(timezone)
     watermark = _state(session, timezone)
     if watermark is None:
         raise RuntimeError("a rollup run holds the lock; try again in a moment")
+    _sync_categories(session, watermark, timezone)
     total = 0
-    for month in tqdm(_month_starts(first, last), disable=not progress, unit="month"):
+    months = _month_starts(first, last)
+    for month in tqdm(months, disable=not progress, unit="month"):
         following = (month + timedelta(days=32)).replace(day=1)
         start, end = _local_midnight(month, zone), _local_midnight(following, zone)
         # UTC hours that hold any of the month's rows, whole.
@@ -204,29 +299,53 @@ def backfill(session: Session, first: date, last: date, *, progress: bool = Fals
         params = {
             "month": month,
             "following": following,
-            "start": start,
-            "end": end,
             "hours_from": hours_from,
             "hours_to": hours_to,
             "high": watermark,
             "tz": timezone,
         }
-        month_rows = "ingest_xid < :high AND occurred_at >= :start AND occurred_at < :end"
-        hour_rows = "ingest_xid < :high AND occurred_at >= :hours_from AND occurred_at < :hours_to"
-        for table, (column, _) in _TARGETS.items():
-            span = {
-                "quarter": "quarter >= :hours_from AND quarter < :hours_to",
-                "hour": "hour >= :hours_from AND hour < :hours_to",
-                "day": "day >= :month AND day < :following",
-                "month": "month = :month",
-            }[column]
-            session.execute(text(f"DELETE FROM {table} WHERE {span}"), params)
+        _stage(
+            session,
+            "ingest_xid < :high AND occurred_at >= :hours_from AND occurred_at < :hours_to",
+            params,
+        )
+        spans = {
+            "quarter": "quarter >= :hours_from AND quarter < :hours_to",
+            "hour": "hour >= :hours_from AND hour < :hours_to",
+            "day": "day >= :month AND day < :following",
+            "month": "month = :month",
+        }
+        for column, span in spans.items():
+            tables = [t for t, (c, _) in _TARGETS.items() if c == column]
+            for table in tables:
+                session.execute(text(f"DELETE FROM {table} WHERE {span}"), params)
             by_time = column in ("hour", "quarter")
-            _insert(session, table, hour_rows if by_time else month_rows, params)
+            where = "TRUE" if by_time else "b.day >= :month AND b.day < :following"
+            _apply(session, tables, where=where, params=params)
         total += session.execute(
-            text(f"SELECT count(*) FROM transactions WHERE {month_rows}"), params
+            text(
+                "SELECT coalesce(sum(transactions), 0) FROM rollup_batch WHERE day >= :month"
+                " AND day < :following"
+            ),
+            params,
         ).scalar_one()
-    return total
+    # A year is the sum of its months.
+    years = sorted({month.replace(month=1) for month in months})
+    for per in ("product", "category", "total"):
+        yearly, monthly = _TABLE_OF["year", per], _TABLE_OF["month", per]
+        key = {"product": ", product_id", "category": ", category", "total": ""}[per]
+        session.execute(text(f"DELETE FROM {yearly} WHERE year = ANY(:years)"), {"years": years})
+        session.execute(
+            text(
+                f"INSERT INTO {yearly} (year{key}, revenue, list_revenue, quantity, transactions)"
+                f" SELECT date_trunc('year', month::timestamp)::date{key}, sum(revenue),"
+                f" sum(list_revenue), sum(quantity), sum(transactions) FROM {monthly}"
+                f" WHERE date_trunc('year', month::timestamp)::date = ANY(:years)"
+                f" GROUP BY 1{', 2' if key else ''}"
+            ),
+            {"years": years},
+        )
+    return int(total)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,14 +5,22 @@ from db.models.ingest import IngestChunk, ParkedTransaction
 from db.models.notifications import NotificationLog
 from db.models.outbox import OutboxEvent
 from db.models.rollups import (
+    RollupCategory,
     RollupState,
     SalesDaily,
+    SalesDailyByCategory,
     SalesDailyTotals,
     SalesHourly,
+    SalesHourlyByCategory,
     SalesHourlyTotals,
     SalesMonthly,
+    SalesMonthlyByCategory,
     SalesMonthlyTotals,
+    SalesQuarterHourByCategory,
     SalesQuarterHourTotals,
+    SalesYearly,
+    SalesYearlyByCategory,
+    SalesYearlyTotals,
 )
 from db.models.sales import RejectedTransaction, Transaction
 
@@ -23,13 +31,21 @@ __all__ = [
     "ParkedTransaction",
     "Product",
     "RejectedTransaction",
+    "RollupCategory",
     "RollupState",
     "SalesDaily",
+    "SalesDailyByCategory",
     "SalesDailyTotals",
     "SalesHourly",
+    "SalesHourlyByCategory",
     "SalesHourlyTotals",
     "SalesMonthly",
+    "SalesMonthlyByCategory",
     "SalesMonthlyTotals",
+    "SalesQuarterHourByCategory",
     "SalesQuarterHourTotals",
+    "SalesYearly",
+    "SalesYearlyByCategory",
+    "SalesYearlyTotals",
     "Transaction",
 ]

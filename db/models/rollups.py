@@ -57,6 +57,19 @@ class SalesMonthly(_Figures, Base):
     product_id: Mapped[Identifier] = mapped_column(primary_key=True)
 
 
+class SalesYearly(_Figures, Base):
+    """Sales per product per calendar year (its first day) in the report time zone."""
+
+    __tablename__ = "sales_yearly"
+    __table_args__ = (
+        CheckConstraint("transactions >= 0 AND quantity >= 0", name="counts_not_negative"),
+        Index("ix_sales_yearly_product_id_year", "product_id", "year"),
+    )
+
+    year: Mapped[date] = mapped_column(Date, primary_key=True)
+    product_id: Mapped[Identifier] = mapped_column(primary_key=True)
+
+
 # The same figures summed over all products: what unfiltered reports read.
 class SalesHourlyTotals(_Figures, Base):
     __tablename__ = "sales_hourly_totals"
@@ -83,6 +96,59 @@ class SalesMonthlyTotals(_Figures, Base):
     __tablename__ = "sales_monthly_totals"
 
     month: Mapped[date] = mapped_column(Date, primary_key=True)
+
+
+class SalesYearlyTotals(_Figures, Base):
+    __tablename__ = "sales_yearly_totals"
+
+    year: Mapped[date] = mapped_column(Date, primary_key=True)
+
+
+# The same figures summed per category: what reports filtered by a category read. A
+# product's sales count under the category it had when they were rolled up (recorded in
+# `rollup_categories`); the rollup job moves them when the product changes category.
+class RollupCategory(Base):
+    """The category under which each product's rolled-up sales are counted."""
+
+    __tablename__ = "rollup_categories"
+
+    product_id: Mapped[Identifier] = mapped_column(primary_key=True)
+    category: Mapped[str] = mapped_column(String(100))
+
+
+class SalesQuarterHourByCategory(_Figures, Base):
+    __tablename__ = "sales_quarter_hour_by_category"
+
+    category: Mapped[str] = mapped_column(String(100), primary_key=True)
+    quarter: Mapped[Timestamp] = mapped_column(primary_key=True)
+
+
+class SalesHourlyByCategory(_Figures, Base):
+    __tablename__ = "sales_hourly_by_category"
+
+    category: Mapped[str] = mapped_column(String(100), primary_key=True)
+    hour: Mapped[Timestamp] = mapped_column(primary_key=True)
+
+
+class SalesDailyByCategory(_Figures, Base):
+    __tablename__ = "sales_daily_by_category"
+
+    category: Mapped[str] = mapped_column(String(100), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+
+
+class SalesMonthlyByCategory(_Figures, Base):
+    __tablename__ = "sales_monthly_by_category"
+
+    category: Mapped[str] = mapped_column(String(100), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+
+
+class SalesYearlyByCategory(_Figures, Base):
+    __tablename__ = "sales_yearly_by_category"
+
+    category: Mapped[str] = mapped_column(String(100), primary_key=True)
+    year: Mapped[date] = mapped_column(Date, primary_key=True)
 
 
 # The row of `rollup_state` that the sales rollups keep.

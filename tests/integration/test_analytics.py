@@ -67,6 +67,8 @@ class World:
         ).test_client()
         self.rng = random.Random(20261126)
         self.n = 0
+        # Each product's category now: products may change category.
+        self.categories = {pid: category for pid, (_, category, _) in PRODUCTS.items()}
 
     def make_rows(self, count: int, *, around: list[datetime]) -> list[tuple]:
         rows = []
@@ -165,7 +167,7 @@ def oracle(world: World, start: datetime, end: datetime, key, product=None, cate
     for ts, pid, total, quantity in world.rows:
         if not start <= ts < end:
             continue
-        if (product and pid != product) or (category and PRODUCTS[pid][1] != category):
+        if (product and pid != product) or (category and world.categories[pid] != category):
             continue
         g = groups[key(ts, pid)]
         g[0] += total
@@ -205,36 +207,52 @@ def compare_everything(world: World) -> None:
         got = world.get("analytics/summary", **args, category="cat1")
         assert {k: got[k] for k in figures(cat)} == figures(cat), tz
 
-        for granularity in ("day", "week", "month", "year"):
+        for granularity, filters in itertools.product(
+            ("day", "week", "month", "year"),
+            ({}, {"category": "cat1"}, {"category": "cat2"}, {"product_id": "p2"}),
+        ):
             expected = oracle(
-                world, start, end, lambda ts, pid, g=granularity, z=zone: period_label(ts, g, z)
+                world,
+                start,
+                end,
+                lambda ts, pid, g=granularity, z=zone: period_label(ts, g, z),
+                product=filters.get("product_id"),
+                category=filters.get("category"),
             )
-            items = world.get("analytics/sales", **args, granularity=granularity)["items"]
+            items = world.get("analytics/sales", **args, **filters, granularity=granularity)[
+                "items"
+            ]
             got = {
                 i["period"]: {k: i[k] for k in figures(expected.get(i["period"], [0, 0, 0]))}
                 for i in items
             }
             assert {p: v for p, v in got.items() if v["transactions"]} == {
                 p: figures(g) for p, g in expected.items()
-            }, (tz, granularity)
+            }, (tz, granularity, filters)
             assert len(items) == len(set(got)), "each period once"
 
         # Hours, and a datetime range with half-hour edges, over the busiest days.
         h_start = datetime(2025, 3, 29, 22, 30, tzinfo=UTC)
         h_end = datetime(2025, 3, 31, 1, 30, tzinfo=UTC)
-        expected = oracle(
-            world, h_start, h_end, lambda ts, pid, z=zone: period_label(ts, "hour", z)
-        )
-        items = world.get(
-            "analytics/sales",
-            **{"from": h_start.isoformat(), "to": h_end.isoformat(), "tz": tz},
-            granularity="hour",
-        )["items"]
-        assert {
-            i["period"]: figures([Decimal(str(i["revenue"])), i["transactions"], i["quantity"]])
-            for i in items
-            if i["transactions"]
-        } == {p: figures(g) for p, g in expected.items()}, tz
+        for filters in ({}, {"category": "cat1"}):
+            expected = oracle(
+                world,
+                h_start,
+                h_end,
+                lambda ts, pid, z=zone: period_label(ts, "hour", z),
+                category=filters.get("category"),
+            )
+            items = world.get(
+                "analytics/sales",
+                **{"from": h_start.isoformat(), "to": h_end.isoformat(), "tz": tz},
+                **filters,
+                granularity="hour",
+            )["items"]
+            assert {
+                i["period"]: figures([Decimal(str(i["revenue"])), i["transactions"], i["quantity"]])
+                for i in items
+                if i["transactions"]
+            } == {p: figures(g) for p, g in expected.items()}, (tz, filters)
 
         by_product = oracle(world, start, end, lambda ts, pid: pid)
         items = world.get("analytics/products", **args, limit=100)["items"]
@@ -251,9 +269,12 @@ def compare_everything(world: World) -> None:
             assert item["revenue_share"] == pytest.approx(
                 float(by_product[item["product_id"]][0] / grand), abs=1e-6
             )
-            assert (item["name"], item["category"]) == PRODUCTS[item["product_id"]][:2]
+            assert (item["name"], item["category"]) == (
+                PRODUCTS[item["product_id"]][0],
+                world.categories[item["product_id"]],
+            )
 
-        by_category = oracle(world, start, end, lambda ts, pid: PRODUCTS[pid][1])
+        by_category = oracle(world, start, end, lambda ts, pid: world.categories[pid])
         items = world.get("analytics/categories", **args)["items"]
         assert {
             i["category"]: {k: i[k] for k in figures(by_category[i["category"]])} for i in items
@@ -313,6 +334,70 @@ def test_concurrent_rollup_runs_count_each_row_once(world):
     for thread in threads:
         thread.join()
     assert sum(r.get("rows", 0) for r in results) == 50
+    compare_everything(world)
+
+
+def test_a_product_that_changes_category_moves_its_sales(world):
+    """Reports follow the product's category now, before the next rollup run moves its
+    rolled-up sales and after."""
+    world.insert(world.make_rows(20, around=EDGES))
+    world.rollup()
+    with world.engine.begin() as conn:
+        conn.execute(text("UPDATE products SET category = 'cat1' WHERE product_id = 'p5'"))
+    world.categories["p5"] = "cat1"
+    compare_everything(world)
+    assert world.rollup()["products_moved"] == 1
+    compare_everything(world)
+    assert world.rollup()["products_moved"] == 0
+
+
+def rollup_tables(world: World) -> dict:
+    from tasks.rollups import _TARGETS
+
+    with world.engine.connect() as conn:
+        return {
+            table: sorted(
+                tuple(row)
+                for row in conn.execute(text(f"SELECT * FROM {table} WHERE transactions <> 0"))
+            )
+            for table in _TARGETS
+        }
+
+
+def test_backfill_repairs_damaged_rollups_and_changes_nothing_else(world):
+    from sqlalchemy.orm import Session
+
+    from tasks.rollups import backfill
+
+    world.rollup()
+    before = rollup_tables(world)
+    assert all(before.values()), "every rollup table has rows"
+    with world.engine.begin() as conn:
+        # Damage inside the repaired range (2024 and 2025, Berlin).
+        for table, inside in (
+            ("sales_yearly", "year = '2025-01-01'"),
+            ("sales_daily_by_category", "day BETWEEN '2024-02-01' AND '2024-03-31'"),
+            ("sales_quarter_hour_totals", "quarter BETWEEN '2025-03-01' AND '2025-04-01'"),
+        ):
+            conn.execute(
+                text(
+                    f"DELETE FROM {table} WHERE ctid IN"
+                    f" (SELECT ctid FROM {table} WHERE {inside} LIMIT 3)"
+                )
+            )
+        conn.execute(
+            text(
+                "UPDATE sales_hourly SET revenue = revenue + 1 WHERE hour >= '2024-06-01'"
+                " AND hour < '2025-06-01'"
+            )
+        )
+    assert rollup_tables(world) != before
+    with Session(world.engine) as session, session.begin():
+        count = backfill(session, date(2024, 1, 1), date(2025, 12, 31), timezone=REPORT_ZONE)
+    assert count == sum(
+        1 for ts, *_ in world.rows if ts.astimezone(ZoneInfo(REPORT_ZONE)).year in (2024, 2025)
+    )
+    assert rollup_tables(world) == before
     compare_everything(world)
 
 
@@ -396,6 +481,6 @@ def test_catalog_pages_and_a_missing_product(world):
         "p4",
         "p5",
     ]
-    assert world.get("products/p3")["category"] == PRODUCTS["p3"][1]
+    assert world.get("products/p3")["category"] == world.categories["p3"]
     missing = world.client.get("/api/v1/products/nope")
     assert missing.status_code == 404 and "nope" in missing.get_json()["message"]

@@ -22,12 +22,13 @@ def local_midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), zone).astimezone(UTC)
 
 
-def whole_hour_offsets(zone: ZoneInfo, start: datetime, end: datetime) -> bool:
-    """Whether the zone's offset is whole hours throughout (sampled at every month's start)."""
+def offsets_divide(zone: ZoneInfo, start: datetime, end: datetime, step: timedelta) -> bool:
+    """Whether the zone's offset is a whole number of `step`s throughout (sampled at every
+    month's start): then every UTC bucket of that length lies inside one local period."""
     moment = start
     while True:
         offset = moment.astimezone(zone).utcoffset()
-        if offset is None or offset.total_seconds() % 3600:
+        if offset is None or offset % step:
             return False
         if moment >= end:
             return True

@@ -1,11 +1,15 @@
 """Report queries: rolled-up rows where they are complete, raw rows for the rest.
 
-Within the range, whole local days come from `sales_daily` (when the report's zone is
-the rollups' zone), whole UTC hours from `sales_hourly` (when the zone's offset is whole
-hours), the edges from `transactions`; rows stored after the last rollup run (at or
-above its horizon) are always read from `transactions`. All of it is read in one
-REPEATABLE READ snapshot, so the answer equals a direct computation over the raw rows
-at that moment.
+Within the range, whole local years, months and days come from the yearly, monthly and
+daily rollups (when the report's zone is the rollups' zone, or the answer is not per
+period), whole UTC hours and quarter-hours from the hourly and quarter-hour ones (when
+every period is made of them), the edges from `transactions`; rows stored after the last
+rollup run (at or above its horizon) are always read from `transactions`. All of it is
+read in one REPEATABLE READ snapshot, so the answer equals a direct computation over the
+raw rows at that moment.
+
+Rollups come in three families: per product, per category, and over all products; a
+report reads the smallest that can answer it.
 """
 
 from __future__ import annotations
@@ -19,110 +23,183 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, text
 
 from db.models.rollups import SALES_ROLLUP
-from web.analytics.periods import ReportRange, local_midnight, whole_hour_offsets
+from web.analytics.periods import ReportRange, local_midnight, offsets_divide
 
 CENT = Decimal("0.01")
+HOUR = timedelta(hours=1)
+QUARTER = timedelta(minutes=15)
+
+# Rollup tables by family and bucket.
+TABLES = {
+    "product": {
+        "hour": "sales_hourly",
+        "day": "sales_daily",
+        "month": "sales_monthly",
+        "year": "sales_yearly",
+    },
+    "category": {
+        "quarter": "sales_quarter_hour_by_category",
+        "hour": "sales_hourly_by_category",
+        "day": "sales_daily_by_category",
+        "month": "sales_monthly_by_category",
+        "year": "sales_yearly_by_category",
+    },
+    "total": {
+        "quarter": "sales_quarter_hour_totals",
+        "hour": "sales_hourly_totals",
+        "day": "sales_daily_totals",
+        "month": "sales_monthly_totals",
+        "year": "sales_yearly_totals",
+    },
+}
+# The calendar buckets an answer per period may read: those inside one of its periods.
+CALENDAR = {
+    None: ("year", "month", "day"),
+    "year": ("year", "month", "day"),
+    "month": ("month", "day"),
+    "week": ("day",),
+    "day": ("day",),
+    "hour": (),
+}
+
+Part = tuple[str, date, date, int]  # (bucket, first, end exclusive, +1 to add or -1 to subtract)
 
 
 @dataclass
 class Plan:
-    monthly: tuple[date, date] | None = None
-    # (first day, day after the last, +1 to add or -1 to subtract)
-    daily: list[tuple[date, date, int]] = field(default_factory=list)
+    calendar: list[Part] = field(default_factory=list)  # local dates of the rollups' zone
     hourly: list[tuple[datetime, datetime]] = field(default_factory=list)
     quarters: list[tuple[datetime, datetime]] = field(default_factory=list)
     raw: list[tuple[datetime, datetime]] = field(default_factory=list)
     whole_hours: bool = True
 
 
-def _floor_hour(moment: datetime) -> datetime:
-    return moment.replace(minute=0, second=0, microsecond=0)
+def _floor(moment: datetime, step: timedelta) -> datetime:
+    return moment - (moment - datetime(2000, 1, 1, tzinfo=UTC)) % step
 
 
-def _ceil_hour(moment: datetime) -> datetime:
-    floor = _floor_hour(moment)
-    return floor if floor == moment else floor + timedelta(hours=1)
+def _ceil(moment: datetime, step: timedelta) -> datetime:
+    floor = _floor(moment, step)
+    return floor if floor == moment else floor + step
 
 
-def _next_month(day: date) -> date:
-    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+def _unit_start(day: date, unit: str) -> date:
+    if unit == "year":
+        return day.replace(month=1, day=1)
+    if unit == "month":
+        return day.replace(day=1)
+    return day
 
 
-QUARTER = timedelta(minutes=15)
+def _next_unit(day: date, unit: str) -> date:
+    if unit == "year":
+        return date(day.year + 1, 1, 1)
+    if unit == "month":
+        return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+    return day + timedelta(days=1)
 
 
-def _floor_quarter(moment: datetime) -> datetime:
-    return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
+def _count(first: date, end: date, unit: str) -> int:
+    if unit == "year":
+        return end.year - first.year
+    if unit == "month":
+        return (end.year - first.year) * 12 + end.month - first.month
+    return (end - first).days
 
 
-def _ceil_quarter(moment: datetime) -> datetime:
-    floor = _floor_quarter(moment)
-    return floor if floor == moment else floor + QUARTER
+def _negated(parts: list[Part]) -> list[Part]:
+    return [(unit, a, b, -sign) for unit, a, b, sign in parts]
 
 
-def _months_and_days(
-    first: date, last: date, m0: date, m1: date
-) -> tuple[tuple[date, date] | None, list[tuple[date, date, int]]]:
-    """Whole months m0..m1 plus the partial months at either end. A partial month that
-    holds more days of the range than not is taken whole, less the days outside the range
-    (subtracted): fewer rows to read, the same sums."""
-    daily: list[tuple[date, date, int]] = []
-    if first < m0:  # the range starts inside a month
-        head = first.replace(day=1)
-        if (first - head).days < (m0 - first).days:
-            m0 = head
-            daily.append((head, first, -1))
+def cover(first: date, end: date, units: tuple[str, ...]) -> tuple[int, list[Part]]:
+    """The days first..end (exclusive) as whole buckets of `units[0]` and, at either end,
+    finer buckets added, or a whole bucket less the finer ones outside the range:
+    whichever reads the fewest buckets. Returns (buckets read, parts)."""
+    if first >= end or not units:
+        return 0, []
+    unit, finer = units[0], units[1:]
+    if not finer:
+        return _count(first, end, unit), [(unit, first, end, 1)]
+
+    def whole_less(start: date, inner: list[tuple[date, date]]) -> tuple[int, list[Part]]:
+        cost, parts = 1, [(unit, start, _next_unit(start, unit), 1)]
+        for a, b in inner:
+            c, p = cover(a, b, finer)
+            cost, parts = cost + c, parts + _negated(p)
+        return cost, parts
+
+    head = _unit_start(first, unit)
+    if head == _unit_start(end - timedelta(days=1), unit) and first != head:
+        # Inside one bucket.
+        after = _next_unit(head, unit)
+        options = [cover(first, end, finer), whole_less(head, [(head, first), (end, after)])]
+        return min(options, key=lambda option: option[0])
+    u0 = first if first == head else _next_unit(head, unit)
+    u1 = _unit_start(end, unit)
+    cost, parts = 0, []
+    if u0 < u1:
+        cost, parts = _count(u0, u1, unit), [(unit, u0, u1, 1)]
+    for a, b, start, outside in ((first, u0, head, (head, first)), (u1, end, u1, None)):
+        if a >= b:
+            continue
+        if outside is None:
+            outside = (end, _next_unit(u1, unit))
+        c, p = min((cover(a, b, finer), whole_less(start, [outside])), key=lambda option: option[0])
+        cost, parts = cost + c, parts + p
+    return cost, _merged(parts)
+
+
+def _merged(parts: list[Part]) -> list[Part]:
+    """Adjacent buckets of one kind and sign as one range."""
+    out: list[Part] = []
+    for part in sorted(parts, key=lambda p: (p[0], p[3], p[1])):
+        if out and out[-1][0] == part[0] and out[-1][3] == part[3] and out[-1][2] == part[1]:
+            out[-1] = (part[0], out[-1][1], part[2], part[3])
         else:
-            daily.append((first, m0, 1))
-    if m1 < last:  # the range ends inside a month
-        after = _next_month(m1)
-        if (after - last).days < (last - m1).days:
-            daily.append((last, after, -1))
-            m1 = after
-        else:
-            daily.append((m1, last, 1))
-    return ((m0, m1) if m0 < m1 else None), daily
+            out.append(part)
+    return out
 
 
 def plan(
-    report: ReportRange, *, daily_zone: str | None, granularity: str | None, totals: bool = False
+    report: ReportRange, *, daily_zone: str | None, granularity: str | None, family: str
 ) -> Plan:
     """Which rows of which table cover which part of the range.
 
-    An answer per period needs buckets that lie inside one period: days and months of
-    the rollups' zone only when it is the report's zone, UTC hours only when the zone's
-    offset is whole hours (else, for `totals`, quarters of an hour). An answer over the
-    whole range (totals, by product, by category) may use any bucket that lies inside
-    the range, whatever the zone.
+    An answer per period needs buckets that lie inside one period: days, months and years
+    of the rollups' zone only when it is the report's zone, UTC hours only when the zone's
+    offset is whole hours, quarters only when it is whole quarters. An answer over the
+    whole range (totals, by product, by category) may use any bucket inside the range.
     """
-    result = Plan(whole_hours=whole_hour_offsets(report.zone, report.start, report.end))
+    whole_hours = offsets_divide(report.zone, report.start, report.end, HOUR)
+    result = Plan(whole_hours=whole_hours)
     per_period = granularity is not None
+    units = CALENDAR[granularity]
     rest = [(report.start, report.end)]
-    if daily_zone and granularity != "hour" and (not per_period or daily_zone == report.tz):
+    if daily_zone and units and (not per_period or daily_zone == report.tz):
         zone = ZoneInfo(daily_zone)
         first = report.start.astimezone(zone).date()
         if local_midnight(first, zone) < report.start:
             first += timedelta(days=1)
         last = report.end.astimezone(zone).date()  # exclusive
         if first < last:
-            a, b = local_midnight(first, zone), local_midnight(last, zone)
-            rest = [(report.start, a), (b, report.end)]
-            m0 = first if first.day == 1 else _next_month(first)
-            m1 = last.replace(day=1)
-            if granularity not in ("day", "week") and m0 <= m1:
-                result.monthly, result.daily = _months_and_days(first, last, m0, m1)
-            else:
-                result.daily = [(first, last, 1)]
-    hours_usable = result.whole_hours or not per_period
+            rest = [
+                (report.start, local_midnight(first, zone)),
+                (local_midnight(last, zone), report.end),
+            ]
+            result.calendar = cover(first, last, units)[1]
+    hours_usable = whole_hours or not per_period
+    quarters_usable = family != "product" and (
+        not per_period or offsets_divide(report.zone, report.start, report.end, QUARTER)
+    )
     for start, end in rest:
         if start >= end:
             continue
-        h0, h1 = _ceil_hour(start), _floor_hour(end)
-        q0, q1 = _ceil_quarter(start), _floor_quarter(end)
+        h0, h1 = _ceil(start, HOUR), _floor(end, HOUR)
+        q0, q1 = _ceil(start, QUARTER), _floor(end, QUARTER)
         if hours_usable and h0 < h1:
             result.hourly.append((h0, h1))
             result.raw += [(s, e) for s, e in ((start, h0), (h1, end)) if s < e]
-        elif totals and q0 < q1:
+        elif quarters_usable and q0 < q1:
             result.quarters.append((q0, q1))
             result.raw += [(s, e) for s, e in ((start, q0), (q1, end)) if s < e]
         else:
@@ -146,49 +223,42 @@ class Filters:
         return "".join(parts)
 
 
-def _facts(p: Plan, filters: Filters, params: dict, *, totals: bool) -> str:
-    """A UNION ALL of rows (utc_ts, local_ts, product_id, revenue, quantity, transactions);
-    with `totals`, from the rollups summed over all products (`*_totals`): far fewer rows."""
-    where = filters.sql()
-    suffix, product = ("_totals", "NULL::varchar") if totals else ("", "product_id")
+def _facts(p: Plan, family: str, filters: Filters, params: dict) -> str:
+    """A UNION ALL of rows (utc_ts, local_ts, product_id, revenue, quantity, transactions)
+    from the rollups of `family` and the raw rows."""
+    tables = TABLES[family]
+    product = "product_id" if family == "product" else "NULL::varchar"
+    where = " AND category = :category" if family == "category" else filters.sql()
+    if family == "total":
+        where = ""
     parts = []
-    if p.monthly:
-        params["m0"], params["m1"] = p.monthly
+    for i, (unit, first, end, sign) in enumerate(p.calendar):
+        params[f"c0_{i}"], params[f"c1_{i}"] = first, end
         parts.append(
-            f"SELECT NULL::timestamptz, month::timestamp, {product}, revenue, quantity,"
-            f" transactions FROM sales_monthly{suffix} WHERE month >= :m0 AND month < :m1{where}"
+            f"SELECT NULL::timestamptz, {unit}::timestamp, {product}, {sign} * revenue,"
+            f" {sign} * quantity, {sign} * transactions FROM {tables[unit]}"
+            f" WHERE {unit} >= :c0_{i} AND {unit} < :c1_{i}{where}"
         )
-    for i, (d0, d1, sign) in enumerate(p.daily):
-        params[f"d0_{i}"], params[f"d1_{i}"] = d0, d1
-        parts.append(
-            f"SELECT NULL::timestamptz, day::timestamp, {product}, {sign} * revenue,"
-            f" {sign} * quantity, {sign} * transactions"
-            f" FROM sales_daily{suffix} WHERE day >= :d0_{i} AND day < :d1_{i}{where}"
-        )
-    for i, (h0, h1) in enumerate(p.hourly):
-        params[f"h0_{i}"], params[f"h1_{i}"] = h0, h1
-        parts.append(
-            f"SELECT hour, hour AT TIME ZONE :tz, {product}, revenue, quantity, transactions"
-            f" FROM sales_hourly{suffix} WHERE hour >= :h0_{i} AND hour < :h1_{i}{where}"
-        )
-    for i, (q0, q1) in enumerate(p.quarters):
-        params[f"q0_{i}"], params[f"q1_{i}"] = q0, q1
-        parts.append(
-            "SELECT quarter, quarter AT TIME ZONE :tz, NULL::varchar, revenue, quantity,"
-            f" transactions FROM sales_quarter_hour_totals"
-            f" WHERE quarter >= :q0_{i} AND quarter < :q1_{i}"
-        )
+    for bucket, ranges in (("hour", p.hourly), ("quarter", p.quarters)):
+        for i, (b0, b1) in enumerate(ranges):
+            params[f"{bucket}0_{i}"], params[f"{bucket}1_{i}"] = b0, b1
+            parts.append(
+                f"SELECT {bucket}, {bucket} AT TIME ZONE :tz, {product}, revenue, quantity,"
+                f" transactions FROM {tables[bucket]}"
+                f" WHERE {bucket} >= :{bucket}0_{i} AND {bucket} < :{bucket}1_{i}{where}"
+            )
     raw = "SELECT occurred_at, occurred_at AT TIME ZONE :tz, product_id, total_amount, quantity, 1"
+    raw_where = filters.sql()
     for i, (r0, r1) in enumerate(p.raw):
         params[f"r0_{i}"], params[f"r1_{i}"] = r0, r1
         parts.append(
             f"{raw} FROM transactions WHERE ingest_xid < :watermark"
-            f" AND occurred_at >= :r0_{i} AND occurred_at < :r1_{i}{where}"
+            f" AND occurred_at >= :r0_{i} AND occurred_at < :r1_{i}{raw_where}"
         )
     # Stored since the last rollup run: read live, over the whole range.
     parts.append(
         f"{raw} FROM transactions WHERE ingest_xid >= :watermark"
-        f" AND occurred_at >= :start AND occurred_at < :end{where}"
+        f" AND occurred_at >= :start AND occurred_at < :end{raw_where}"
     )
     return "\n UNION ALL ".join(parts)
 
@@ -217,6 +287,24 @@ class Reports:
         # Daily rollups are usable only if they were built in the zone now configured.
         self.daily_zone = state.timezone if state and state.timezone == report_timezone else None
 
+    def _family(self, filters: Filters, per_product: bool) -> str:
+        """The smallest rollups that answer: over all products, per category, or per
+        product. Per category only while no product's sales are waiting to be moved to
+        its new category by the next rollup run (rare, and brief)."""
+        if per_product or filters.product_id is not None:
+            return "product"
+        if filters.category is None:
+            return "total"
+        moving = self.conn.execute(
+            text(
+                "SELECT EXISTS (SELECT FROM rollup_categories g JOIN products p"
+                " USING (product_id) WHERE g.category <> p.category"
+                " AND :category IN (g.category, p.category))"
+            ),
+            {"category": filters.category},
+        ).scalar_one()
+        return "product" if moving else "category"
+
     def _run(
         self,
         report: ReportRange,
@@ -227,15 +315,8 @@ class Reports:
         per_product: bool = False,
         **extra,
     ) -> list[Any]:
-        # Without filters, and when the answer is not per product, the rollups summed over
-        # all products can stand in for the per-product ones.
-        totals = not per_product and not filters.sql()
-        p = plan(
-            report,
-            daily_zone=self.daily_zone,
-            granularity=granularity,
-            totals=totals,
-        )
+        family = self._family(filters, per_product)
+        p = plan(report, daily_zone=self.daily_zone, granularity=granularity, family=family)
         params = {
             "tz": report.tz,
             "start": report.start,
@@ -244,7 +325,7 @@ class Reports:
             "product_id": filters.product_id,
             "category": filters.category,
         } | extra
-        facts = _facts(p, filters, params, totals=totals)
+        facts = _facts(p, family, filters, params)
         if granularity:
             select = select.replace("{key}", _period_key(granularity, p.whole_hours))
         query = (
