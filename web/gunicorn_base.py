@@ -5,6 +5,7 @@ multiprocess mode, whose folder must be set before prometheus_client is first im
 and must start empty: both happen here, in the master, before it forks.
 """
 
+import gc
 import os
 import shutil
 import tempfile
@@ -24,6 +25,9 @@ def gunicorn_settings(service: str, app: str, port: int, workers: int) -> dict:
 
     def post_worker_init(worker):
         configure_logging(service)
+        # What the app built at start-up lives as long as the worker: keeping it out of
+        # the collector's scans spares each request the pauses of full collections.
+        gc.freeze()
 
     def child_exit(server, worker):
         GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)

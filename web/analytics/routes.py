@@ -25,7 +25,7 @@ from web.analytics.periods import (
     previous_period,
     resolve,
 )
-from web.analytics.queries import Filters, Reports, zero
+from web.analytics.queries import ZERO, Filters, Reports
 from web.common import ANALYTICS_KEY_SCHEME, require_api_key
 
 blp = Blueprint(
@@ -146,7 +146,7 @@ def series(report: ReportRange, filters: Filters, granularity: str, r: Reports) 
         refuse("granularity", str(exc))
     found = r.by_period(report, filters, granularity)
     return [
-        {"period": label(key, granularity, report.zone)} | found.get(key, zero()) for key in keys
+        {"period": label(key, granularity, report.zone)} | found.get(key, ZERO) for key in keys
     ]
 
 
