@@ -39,6 +39,9 @@ from logs import configure_logging
 logger = logging.getLogger(__name__)
 
 CHUNKS_SENT = Counter("processor_chunks_sent_total", "Chunks handed to workers", ["attempt"])
+# Every series exists from the start (at 0), so that rates and alerts see its first change.
+for _attempt in ("first", "again"):
+    CHUNKS_SENT.labels(_attempt).inc(0)
 MESSAGES = Counter("processor_messages_total", "Messages read from Kafka")
 COMMITTED = Counter("processor_messages_committed_total", "Messages whose offsets were committed")
 INFLIGHT = Gauge("processor_inflight_chunks", "Chunks handed out and not yet stored")

@@ -147,13 +147,11 @@ def register_metrics(app: Flask, service: str):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
-        metrics = GunicornInternalPrometheusMetrics(
-            app, defaults_prefix="http", group_by="endpoint"
-        )
+        metrics = GunicornInternalPrometheusMetrics(app, group_by="endpoint")
     else:
         from prometheus_flask_exporter import PrometheusMetrics
 
-        metrics = PrometheusMetrics(app, defaults_prefix="http", group_by="endpoint")
+        metrics = PrometheusMetrics(app, group_by="endpoint")
     # A second app in one process (the tests make several) shares the first one's metrics.
     with contextlib.suppress(ValueError):
         metrics.info("app_info", "Service identity", service=service)
