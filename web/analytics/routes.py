@@ -145,9 +145,7 @@ def series(report: ReportRange, filters: Filters, granularity: str, r: Reports) 
     except ValueError as exc:
         refuse("granularity", str(exc))
     found = r.by_period(report, filters, granularity)
-    return [
-        {"period": label(key, granularity, report.zone)} | found.get(key, ZERO) for key in keys
-    ]
+    return [{"period": label(key, granularity, report.zone)} | found.get(key, ZERO) for key in keys]
 
 
 def change(current: Decimal, previous: Decimal) -> tuple[Decimal, float | None]:
