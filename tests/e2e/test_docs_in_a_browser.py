@@ -114,3 +114,39 @@ def test_a_transaction_posted_from_swagger_ui_is_stored(settings, browser, tmp_p
         assert str(wait_until(stored, timeout=30, what="the row")) == "8.40"
     finally:
         engine.dispose()
+
+
+def test_every_report_can_be_read_from_swagger_ui(settings, browser, tmp_path):
+    """Each GET of the running Analytics API, executed from /docs with its defaults, answers
+    200 with the figures of the demo data."""
+    base = f"http://127.0.0.1:{settings.analytics_port}"
+    wait = WebDriverWait(browser, 30)
+    browser.get(f"{base}/docs")
+    wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, ".opblock-get")))
+    paths = [
+        block.find_element(By.CSS_SELECTOR, "[data-path]").get_attribute("data-path")
+        for block in browser.find_elements(By.CSS_SELECTOR, ".opblock-get")
+    ]
+    reports = [path for path in paths if path.startswith("/api/v1/") and "{" not in path]
+    assert {"/api/v1/analytics/summary", "/api/v1/reports/daily"} <= set(reports), paths
+    for path in reports:
+        operation = browser.find_element(
+            By.XPATH, f"//div[contains(@class,'opblock-get')][.//*[@data-path='{path}']]"
+        )
+        browser.execute_script("arguments[0].scrollIntoView();", operation)
+        operation.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
+        try_it = wait.until(
+            lambda _, op=operation: op.find_element(By.CSS_SELECTOR, "button.try-out__btn")
+        )
+        if try_it.text.strip() == "Try it out":
+            try_it.click()
+        operation.find_element(By.CSS_SELECTOR, "button.execute").click()
+        status = wait.until(
+            lambda _, op=operation: op.find_element(
+                By.CSS_SELECTOR, ".live-responses-table tbody .response-col_status"
+            )
+        )
+        body = operation.find_element(By.CSS_SELECTOR, ".live-responses-table tbody pre").text
+        assert status.text.strip().startswith("200"), (path, status.text, body)
+        assert json.loads(body), path
+    browser.save_screenshot(str(tmp_path / "analytics-docs.png"))
