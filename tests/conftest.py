@@ -80,6 +80,17 @@ def database_url(settings: Settings, admin_engine: Engine, migrated_template: st
     drop_database(admin_engine, name)
 
 
+@pytest.fixture(scope="module")
+def module_database_url(
+    request, settings: Settings, admin_engine: Engine, migrated_template: str
+) -> Iterator[str]:
+    """A database at the head revision shared by one test module, dropped afterwards."""
+    name = f"salesflow_test_{request.module.__name__.rsplit('.', 1)[-1]}"
+    create_database(admin_engine, name, template=migrated_template)
+    yield _database_url(settings, name)
+    drop_database(admin_engine, name)
+
+
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)

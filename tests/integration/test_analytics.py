@@ -113,13 +113,8 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(settings, admin_engine, migrated_template):
-    from tests.conftest import create_database, drop_database
-
-    name = "salesflow_test_analytics"
-    create_database(admin_engine, name, template=migrated_template)
-    url = settings.database.set(database=name).render_as_string(hide_password=False)
-    w = World(url)
+def world(module_database_url):
+    w = World(module_database_url)
     with w.engine.begin() as conn:
         execute_values(
             conn.connection.cursor(),
@@ -137,7 +132,6 @@ def world(settings, admin_engine, migrated_template):
     w.insert(w.make_rows(400, around=EDGES))
     yield w
     w.engine.dispose()
-    drop_database(admin_engine, name)
 
 
 # --- the oracle ----------------------------------------------------------------------

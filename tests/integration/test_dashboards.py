@@ -60,13 +60,9 @@ def test_dashboards_are_provisioned_and_read_provisioned_data_sources():
 
 
 @pytest.fixture(scope="module")
-def sales_db(settings, admin_engine, migrated_template):
+def sales_db(module_database_url):
     """Sales around the range's ends and a month's end, some rolled up, some not yet."""
-    from tests.conftest import create_database, drop_database
-
-    name = "salesflow_test_dashboards"
-    create_database(admin_engine, name, template=migrated_template)
-    url = settings.database.set(database=name).render_as_string(hide_password=False)
+    url = module_database_url
     engine = make_engine(url)
     rng = random.Random(3)
     products = [(f"d{i}", f"Product {i}", f"cat{i % 3}", Decimal(f"{5 + i}.25")) for i in range(25)]
@@ -109,7 +105,6 @@ def sales_db(settings, admin_engine, migrated_template):
     insert(150, 600)  # stored after the last rollup run
     yield engine, url
     engine.dispose()
-    drop_database(admin_engine, name)
 
 
 def api_answers(url: str) -> dict:
