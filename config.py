@@ -163,6 +163,7 @@ class Settings(BaseSettings):
     analytics_max_periods: int = Field(1000, ge=1, le=100_000)
     analytics_max_limit: int = Field(1000, ge=1, le=100_000)
     rollup_interval_seconds: float = Field(60.0, gt=0)
+    rollup_max_pending_rows: int = Field(50_000, ge=1)
 
     # Behaviour
     report_timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"

@@ -77,10 +77,11 @@ def create_celery() -> Celery:
             "purge-broker": {"task": "maintenance.purge_broker", "schedule": 60.0},
             # tasks/maintenance.py: delete chunk records left by killed processors.
             "purge-chunks": {"task": "maintenance.purge_chunks", "schedule": 600.0},
-            # tasks/rollups.py: roll newly stored transactions up into the report tables.
+            # tasks/rollups.py: roll newly stored transactions up into the report tables
+            # every ROLLUP_INTERVAL_SECONDS, or sooner when many wait (asked every 5 s).
             "rollup-sales": {
                 "task": "rollups.rollup_sales",
-                "schedule": settings.rollup_interval_seconds,
+                "schedule": min(5.0, settings.rollup_interval_seconds),
             },
             # tasks/maintenance.py: raise a rejection_burst event when rejections pile up.
             "check-rejection-burst": {

@@ -164,6 +164,8 @@ class RollupState(Base):
     # Every transaction stored by a database transaction whose id (ingest_xid) is below
     # the watermark is in the rollups; the others are read live from `transactions`.
     watermark: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # The highest transactions.id when the last run ended: how many rows wait, roughly.
+    last_row_id: Mapped[int] = mapped_column(BigInteger, server_default="0")
     # The time zone the rollup's days are in; a change means a rebuild.
     timezone: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[Timestamp]

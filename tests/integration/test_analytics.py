@@ -395,6 +395,32 @@ def test_backfill_repairs_damaged_rollups_and_changes_nothing_else(world):
     compare_everything(world)
 
 
+def test_a_run_is_due_after_the_interval_or_when_many_rows_wait(world):
+    from sqlalchemy.orm import Session
+
+    from tasks.rollups import due
+
+    settings = example_settings(rollup_interval_seconds=60, rollup_max_pending_rows=30)
+
+    def is_due() -> bool:
+        with Session(world.engine) as session:
+            return due(session, settings)
+
+    world.rollup()
+    assert not is_due()
+    world.insert(world.make_rows(29, around=EDGES))
+    assert not is_due()
+    world.insert(world.make_rows(1, around=EDGES))
+    assert is_due()
+    world.rollup()
+    assert not is_due()
+    with world.engine.begin() as conn:
+        conn.execute(text("UPDATE rollup_state SET updated_at = now() - interval '61 seconds'"))
+    assert is_due()
+    world.rollup()
+    compare_everything(world)
+
+
 def test_the_admin_refresh_rolls_up_now(world):
     world.insert(world.make_rows(7, around=EDGES))
     admin = {"X-API-Key": example_settings().admin_api_keys[0]}
