@@ -133,19 +133,20 @@ def cover(first: date, end: date, units: tuple[str, ...]) -> tuple[int, list[Par
         # Inside one bucket.
         after = _next_unit(head, unit)
         options = [cover(first, end, finer), whole_less(head, [(head, first), (end, after)])]
-        return min(options, key=lambda option: option[0])
+        return min(options, key=lambda o: o[0])
     u0 = first if first == head else _next_unit(head, unit)
     u1 = _unit_start(end, unit)
     cost, parts = 0, []
     if u0 < u1:
         cost, parts = _count(u0, u1, unit), [(unit, u0, u1, 1)]
-    for a, b, start, outside in ((first, u0, head, (head, first)), (u1, end, u1, None)):
-        if a >= b:
-            continue
-        if outside is None:
-            outside = (end, _next_unit(u1, unit))
-        c, p = min((cover(a, b, finer), whole_less(start, [outside])), key=lambda option: option[0])
-        cost, parts = cost + c, parts + p
+    partial_ends = (  # (days in the range, their bucket, its days outside the range)
+        (first, u0, head, (head, first)),
+        (u1, end, u1, (end, _next_unit(u1, unit))),
+    )
+    for a, b, bucket, outside in partial_ends:
+        if a < b:
+            c, p = min((cover(a, b, finer), whole_less(bucket, [outside])), key=lambda o: o[0])
+            cost, parts = cost + c, parts + p
     return cost, _merged(parts)
 
 
@@ -228,9 +229,7 @@ def _facts(p: Plan, family: str, filters: Filters, params: dict) -> str:
     from the rollups of `family` and the raw rows."""
     tables = TABLES[family]
     product = "product_id" if family == "product" else "NULL::varchar"
-    where = " AND category = :category" if family == "category" else filters.sql()
-    if family == "total":
-        where = ""
+    where = {"total": "", "category": " AND category = :category"}.get(family, filters.sql())
     parts = []
     for i, (unit, first, end, sign) in enumerate(p.calendar):
         params[f"c0_{i}"], params[f"c1_{i}"] = first, end
