@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     high_value_threshold: Decimal = Field(Decimal("10000"), ge=0)
     rejection_burst_threshold: int = Field(100, ge=1)
     rejection_burst_window_seconds: float = Field(300.0, gt=0)
+    # Revenue under which the last window's sales raise low_sales; 0 turns the check off.
+    low_sales_threshold: Decimal = Field(Decimal("0"), ge=0)
+    low_sales_window_minutes: int = Field(60, ge=1, le=10_080)
 
     # Analytics
     # Keys for X-API-Key on the analytics endpoints; empty: reads need no key.

@@ -88,6 +88,9 @@ def create_celery() -> Celery:
                 "task": "maintenance.check_rejection_burst",
                 "schedule": 30.0,
             },
+            # tasks/maintenance.py: raise a low_sales event when sales fall below the
+            # threshold (LOW_SALES_THRESHOLD; off at 0).
+            "check-low-sales": {"task": "maintenance.check_low_sales", "schedule": 60.0},
         },
         include=["tasks.ingest", "tasks.maintenance", "tasks.rollups"],
     )

@@ -1,14 +1,16 @@
-"""Periodic upkeep (Celery beat): parked transactions and the broker's table."""
+"""Periodic jobs (Celery beat): parked transactions, the broker's table, and the checks
+that raise events (rejection bursts, low sales)."""
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
-from config import get_settings
-from db.session import session_scope
+from config import Settings, get_settings
+from db.session import default_engine, session_scope
 from tasks.celery_app import app
 from tasks.events import add_to_outbox, event
 from tasks.ingest import (
@@ -18,6 +20,8 @@ from tasks.ingest import (
     store_transactions,
     take_parked,
 )
+from web.analytics.periods import ReportRange
+from web.analytics.queries import Filters, snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -125,3 +129,43 @@ def check_rejection_burst() -> int:
                 ],
             )
     return rejected
+
+
+def low_sales(engine: Engine, settings: Settings, now: datetime) -> dict | None:
+    """The low_sales event for the window that ends `now`, or None when its revenue is at
+    or above LOW_SALES_THRESHOLD (or the check is off). The revenue is the reports' exact
+    figure: rollups plus the rows not yet rolled up."""
+    threshold = settings.low_sales_threshold
+    if not threshold:
+        return None
+    window = timedelta(minutes=settings.low_sales_window_minutes)
+    start = now - window
+    with snapshot(engine, settings.report_timezone) as reports:
+        sales = reports.totals(ReportRange(start, now, ZoneInfo("UTC")), Filters())
+    if sales["revenue"] >= threshold:
+        return None
+    # One event per window-long bucket of time, however often this runs.
+    bucket = int(now.timestamp() // window.total_seconds())
+    return event(
+        f"low_sales:{bucket}",
+        "low_sales",
+        "warning",
+        {
+            "window_start": start.isoformat(),
+            "window_end": now.isoformat(),
+            "revenue": f"{sales['revenue']:.2f}",
+            "transactions": sales["transactions"],
+            "threshold": str(threshold),
+        },
+    )
+
+
+@app.task(name="maintenance.check_low_sales")
+def check_low_sales() -> bool:
+    """Raises low_sales when the last window's revenue is below the threshold."""
+    found = low_sales(default_engine(), get_settings(), datetime.now(UTC))
+    if found:
+        with session_scope() as session:
+            add_to_outbox(session, [found])
+        logger.warning("sales below the threshold", extra=found["data"])
+    return found is not None

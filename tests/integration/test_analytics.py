@@ -421,6 +421,38 @@ def test_a_run_is_due_after_the_interval_or_when_many_rows_wait(world):
     compare_everything(world)
 
 
+def test_sales_below_the_threshold_raise_low_sales_with_the_exact_revenue(world):
+    import json
+
+    import jsonschema
+
+    from config import PROJECT_ROOT
+    from tasks.maintenance import low_sales
+
+    schema = json.loads((PROJECT_ROOT / "docs/events/notification.v1.schema.json").read_text())
+    now = datetime(2024, 2, 29, 23, 7, tzinfo=UTC)
+    revenue, transactions, _ = oracle(world, now - timedelta(minutes=150), now, lambda *_: 1)[1]
+    assert transactions > 0
+
+    def check(threshold):
+        settings = example_settings(
+            report_timezone=REPORT_ZONE,
+            low_sales_window_minutes=150,
+            low_sales_threshold=threshold,
+        )
+        return low_sales(world.engine, settings, now)
+
+    found = check(revenue + Decimal("0.01"))
+    jsonschema.validate(found, schema)
+    assert found["type"] == "low_sales"
+    assert (found["data"]["revenue"], found["data"]["transactions"]) == (
+        f"{revenue:.2f}",
+        transactions,
+    )
+    assert check(revenue) is None  # at the threshold: not below it
+    assert check(0) is None  # the check is off
+
+
 def test_the_admin_refresh_rolls_up_now(world):
     world.insert(world.make_rows(7, around=EDGES))
     admin = {"X-API-Key": example_settings().admin_api_keys[0]}

@@ -30,6 +30,9 @@ def pipeline(settings, admin_engine, migrated_template, tmp_path_factory):
         migrated_template,
         tmp_path_factory.mktemp("pipeline"),
         rejection_burst_threshold=3,
+        # Far above what the tests sell: the low-sales check fires.
+        low_sales_threshold=Decimal("1000000000"),
+        low_sales_window_minutes=5,
     )
     p.start("worker", "beat", "processor")
     yield p
@@ -216,8 +219,9 @@ def test_a_message_that_is_not_a_transaction_is_rejected_with_its_bytes(pipeline
 SCHEMA = json.loads((PROJECT_ROOT / "docs/events/notification.v1.schema.json").read_text())
 
 
-def events_until(pipeline, event_id: str, timeout_ms: int = 30_000) -> dict[str, dict]:
-    """Reads the notifications topic from the start until `event_id` shows up."""
+def events_until(pipeline, found, timeout_ms: int = 30_000) -> dict[str, dict]:
+    """Reads the notifications topic from the start, checking every event against the
+    schema, until `found(event)`; returns the events by id, the found one last."""
     consumer = KafkaConsumer(
         pipeline.notifications_topic,
         bootstrap_servers=pipeline.kafka,
@@ -231,9 +235,10 @@ def events_until(pipeline, event_id: str, timeout_ms: int = 30_000) -> dict[str,
         jsonschema.validate(event, SCHEMA)
         assert record.key.decode() == event["event_id"]
         events[event["event_id"]] = event
-        if event_id in events:
+        if found(event):
             break
     consumer.close()
+    assert events and found(list(events.values())[-1]), "the event did not come"
     return events
 
 
@@ -257,23 +262,8 @@ def test_a_burst_of_rejections_raises_one_event_per_window(pipeline):
     assert pipeline.post("transactions/batch", {"transactions": over}).status_code == 202
     pipeline.wait_rejected([b["transaction_id"] for b in over], 3)
     # Beat checks every 30 s; the event id is the window's bucket, so look for the type.
-    deadline_ms = 90_000
-    consumer = KafkaConsumer(
-        pipeline.notifications_topic,
-        bootstrap_servers=pipeline.kafka,
-        auto_offset_reset="earliest",
-        group_id=uid("test-burst"),
-        consumer_timeout_ms=deadline_ms,
-    )
-    burst = None
-    for record in consumer:
-        event = json.loads(record.value)
-        if event["type"] == "rejection_burst":
-            burst = event
-            break
-    consumer.close()
-    assert burst is not None, "no rejection_burst event"
-    jsonschema.validate(burst, SCHEMA)
+    events = events_until(pipeline, lambda e: e["type"] == "rejection_burst", 90_000)
+    burst = list(events.values())[-1]
     assert burst["data"]["rejected"] >= 3 and burst["data"]["threshold"] == 3
     assert burst["data"]["by_reason"]["amount_above_list_price"] >= 3
 
@@ -284,7 +274,17 @@ def test_a_high_value_sale_raises_a_notification_event(pipeline):
     for body in (big, small):
         assert pipeline.post("transactions", body).status_code == 202
     pipeline.wait_stored([big["transaction_id"], small["transaction_id"]])
-    events = events_until(pipeline, f"high_value_sale:{big['transaction_id']}")
+    events = events_until(
+        pipeline, lambda e: e["event_id"] == f"high_value_sale:{big['transaction_id']}"
+    )
     event = events[f"high_value_sale:{big['transaction_id']}"]
     assert event["data"]["total_amount"] == "1200.00"
     assert f"high_value_sale:{small['transaction_id']}" not in events
+
+
+def test_sales_below_the_threshold_raise_a_low_sales_event(pipeline):
+    # Beat checks every minute; the event id is the window's bucket, so look for the type.
+    events = events_until(pipeline, lambda e: e["type"] == "low_sales", 90_000)
+    low = list(events.values())[-1]
+    assert low["data"]["threshold"] == "1000000000"
+    assert Decimal(low["data"]["revenue"]) < Decimal("1000000000")

@@ -14,13 +14,15 @@ report reads the smallest that can answer it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 from db.models.rollups import SALES_ROLLUP
 from web.analytics.periods import ReportRange, local_midnight, offsets_divide
@@ -271,6 +273,16 @@ def _period_key(granularity: str, whole_hours: bool) -> str:
     if granularity == "day":
         return "local_ts::date"
     return f"date_trunc('{granularity}', local_ts)::date"
+
+
+@contextmanager
+def snapshot(engine: Engine, report_timezone: str) -> Iterator[Reports]:
+    """Reports that all read one snapshot of the database (the rollups' horizon and the
+    rows above it must be seen at the same moment)."""
+    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+        conn.execute(text("SET TRANSACTION READ ONLY"))
+        yield Reports(conn, report_timezone)
+        conn.rollback()
 
 
 class Reports:

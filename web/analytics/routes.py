@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -25,7 +23,7 @@ from web.analytics.periods import (
     previous_period,
     resolve,
 )
-from web.analytics.queries import ZERO, Filters, Reports
+from web.analytics.queries import ZERO, Filters, Reports, snapshot
 from web.common import ANALYTICS_KEY_SCHEME, require_api_key
 
 blp = Blueprint(
@@ -86,14 +84,10 @@ def echo(args, report: ReportRange) -> dict:
     }
 
 
-@contextmanager
-def reports() -> Iterator[Reports]:
+def reports():
     """Every figure of one answer from one snapshot of the database."""
     engine = current_app.extensions["db_engine"]()
-    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-        conn.execute(text("SET TRANSACTION READ ONLY"))
-        yield Reports(conn, current_app.config["REPORT_TIMEZONE"])
-        conn.rollback()
+    return snapshot(engine, current_app.config["REPORT_TIMEZONE"])
 
 
 def wants_csv(args) -> bool:
