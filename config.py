@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -85,6 +85,12 @@ def _timezone(value: str) -> str:
             f"{value!r} is not an IANA time zone such as UTC or Europe/Berlin"
         ) from None
     return value
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")) or value.endswith("://"):
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
 
 
 def _split_commas(value: object) -> object:
@@ -157,6 +163,16 @@ class Settings(BaseSettings):
     low_sales_threshold: Decimal = Field(Decimal("0"), ge=0)
     low_sales_window_minutes: int = Field(60, ge=1, le=10_080)
 
+    # Notifier (Telegram)
+    # The bot's token from @BotFather and the chat it writes to; without a token, events
+    # are recorded as suppressed instead of sent.
+    telegram_bot_token: str = Field("", pattern=r"^(\d+:[A-Za-z0-9_-]{20,})?$")
+    telegram_chat_id: str = Field("", pattern=r"^(-?\d+|@[A-Za-z0-9_]{5,})?$")
+    telegram_api_url: Annotated[str, AfterValidator(_http_url)] = "https://api.telegram.org"
+    notify_min_severity: str = Field("info", pattern="^(info|warning|critical)$")
+    notifier_group: str = Field("notifier", min_length=1, max_length=255)
+    notifier_metrics_port: Port = 9103
+
     # Analytics
     # Keys for X-API-Key on the analytics endpoints; empty: reads need no key.
     analytics_api_keys: Annotated[
@@ -175,6 +191,12 @@ class Settings(BaseSettings):
     ] = PROJECT_ROOT / ".local" / "logs"
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
+    @model_validator(mode="after")
+    def _chat_for_the_bot(self) -> Settings:
+        if self.telegram_bot_token and not self.telegram_chat_id:
+            raise ValueError("TELEGRAM_CHAT_ID is not set; a bot token needs the chat to write to")
+        return self
+
     @property
     def database(self) -> URL:
         return make_url(self.database_url)
@@ -182,12 +204,14 @@ class Settings(BaseSettings):
 
 def describe(error: dict) -> str:
     """One line for one invalid variable: its name, what is wrong, how to fix it."""
-    name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+    name = str(error["loc"][0]).upper() if error["loc"] else ""
     if error["type"] == "missing":
         return (
             f"config error: {name} is not set; add it to the environment or .env (see .env.example)"
         )
     reason = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"]:  # a rule across variables: the reason names them
+        return f"config error: {reason}"
     return f"config error: {name} is invalid: {reason}"
 
 

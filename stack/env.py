@@ -33,6 +33,7 @@ def main() -> None:
         "PROMETHEUS_PORT": settings.prometheus_port,
         "PROCESSOR_METRICS_PORT": settings.processor_metrics_port,
         "WORKER_METRICS_PORT": settings.worker_metrics_port,
+        "NOTIFIER_METRICS_PORT": settings.notifier_metrics_port,
         "COLLECTOR_PORT": settings.collector_port,
         "ANALYTICS_PORT": settings.analytics_port,
     }

@@ -54,6 +54,7 @@ class Pipeline:
             "kafka_topic_transactions": self.topic,
             "kafka_topic_notifications": self.notifications_topic,
             "processor_group": f"test-processor-{self.run_id}",
+            "notifier_group": f"test-notifier-{self.run_id}",
             "log_dir": folder / "logs",
             "unknown_product_window_seconds": 4.0,
             "processor_chunk_timeout_seconds": 5.0,
@@ -72,6 +73,8 @@ class Pipeline:
     def command(self, name: str) -> list[str]:
         if name.startswith("processor"):
             return [sys.executable, "-m", "consumers.processor"]
+        if name.startswith("notifier"):
+            return [sys.executable, "-m", "consumers.notifier"]
         if name.startswith("worker"):
             return [
                 str(BIN / "celery"),
@@ -104,6 +107,7 @@ class Pipeline:
             env = self.env | {
                 "PROCESSOR_METRICS_PORT": str(free_port()),
                 "WORKER_METRICS_PORT": str(free_port()),
+                "NOTIFIER_METRICS_PORT": str(free_port()),
             }
             log = open(self.folder / f"{name}.out", "ab")  # noqa: SIM115 (kept open by the child)
             self.processes[name] = subprocess.Popen(

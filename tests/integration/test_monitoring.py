@@ -31,6 +31,7 @@ def test_every_alert_reads_a_metric_the_services_expose(settings):
         settings.collector_port,
         settings.processor_metrics_port,
         settings.worker_metrics_port,
+        settings.notifier_metrics_port,
     ):
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
         exposed |= set(re.findall(r"^# TYPE (\w+)", text, re.M))

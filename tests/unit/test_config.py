@@ -27,6 +27,7 @@ SERVICE_COMMANDS = [
     [sys.executable, "-m", "web.analytics.app"],
     [sys.executable, "-m", "tasks.rollups", "run"],
     [sys.executable, "-m", "consumers.processor"],
+    [sys.executable, "-m", "consumers.notifier"],
     [str(BIN / "celery"), "-A", "tasks.worker", "worker"],
     [str(BIN / "celery"), "-A", "tasks.celery_app", "beat"],
     [sys.executable, "-m", "consumers.topics"],
@@ -129,3 +130,25 @@ def test_readme_documents_every_setting():
     readme = (PROJECT_ROOT / "README.md").read_text()
     missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme]
     assert missing == []
+
+
+def test_a_bot_token_without_a_chat_stops_the_notifier_with_one_line(tmp_path):
+    env_file = tmp_path / "env"
+    env_file.write_text(
+        "".join(f"{k}={v}\n" for k, v in GOOD.items())
+        + "TELEGRAM_BOT_TOKEN=123456:abcdefghijklmnopqrstuvwxyz\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    env["ENV_FILE"] = str(env_file)
+    result = subprocess.run(
+        [sys.executable, "-m", "consumers.notifier"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "config error: TELEGRAM_CHAT_ID is not set; a bot token needs the chat to write to"
+    ]
