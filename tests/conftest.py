@@ -3,6 +3,7 @@ migrations, on the PostgreSQL that `make up` runs; unit tests need nothing."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -10,6 +11,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import ProgrammingError
 
 from config import PROJECT_ROOT, Settings, get_settings
 from db.session import make_engine
@@ -48,8 +50,17 @@ def create_database(admin_engine: Engine, name: str, template: str | None = None
 
 
 def drop_database(admin_engine: Engine, name: str) -> None:
-    with admin_engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    # FORCE cannot end an autovacuum worker (it runs as the server's superuser), which
+    # may be busy in a database whose tables were just made and dropped: wait for it.
+    for attempt in range(50):
+        try:
+            with admin_engine.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except ProgrammingError as exc:
+            if "pg_signal_backend" not in str(exc) or attempt == 49:
+                raise
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
