@@ -1,5 +1,6 @@
-"""Rolling transactions up into the report tables (`sales_hourly` by UTC hour,
-`sales_daily` and `sales_monthly` by day and month in REPORT_TIMEZONE).
+"""Rolling transactions up into the report tables: per product, per category and over
+all products, by UTC quarter-hour and hour and by day, month and year in REPORT_TIMEZONE
+(see `_TARGETS`).
 
 Exactly once, even with rows committed out of order: each run takes the rows stored by
 database transactions whose id lies between the last run's horizon and the oldest
