@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
+import zlib
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError
+from kafka.partitioner import Partitioner
 
 from config import Settings
 from consumers.messages import Outgoing
@@ -17,6 +20,18 @@ logger = logging.getLogger(__name__)
 
 class KafkaUnavailable(Exception):
     """Kafka did not take the write in time; nothing is known to be lost, the client retries."""
+
+
+class Crc32Partitioner(Partitioner):
+    """kafka-python's default partitioner with the CRC-32 of the key (computed in C) in place
+    of murmur2, which is pure Python there and costs more than the rest of a send. Only this
+    producer writes the topic, so the choice of hash is ours."""
+
+    def partition(self, topic, key, serialized_key, value, serialized_value, cluster):
+        partitions = sorted(cluster.partitions_for_topic(topic))
+        if serialized_key is None:
+            return random.choice(list(cluster.available_partitions_for_topic(topic)) or partitions)
+        return partitions[zlib.crc32(serialized_key) % len(partitions)]
 
 
 class Publisher:
@@ -45,6 +60,7 @@ class Publisher:
                         linger_ms=5,
                         batch_size=256 * 1024,
                         compression_type="lz4",
+                        partitioner=Crc32Partitioner(),
                         max_block_ms=timeout_ms,
                         request_timeout_ms=max(timeout_ms, 1000),
                         delivery_timeout_ms=max(timeout_ms * 2, 5000),
