@@ -48,6 +48,8 @@ INFLIGHT = Gauge("processor_inflight_chunks", "Chunks handed out and not yet sto
 EVENTS = Counter("processor_events_published_total", "Outbox events published to Kafka")
 RELAY_INTERVAL = 1.0
 UNASSIGNED_CHECK_SECONDS = 60.0
+# Reading nothing this long while messages wait (and nothing is in flight) is a stall.
+STALL_SECONDS = 60.0
 
 
 @dataclass
@@ -126,6 +128,7 @@ class Processor:
         )
         self.last_relay = 0.0
         self.unassigned_since: float | None = time.monotonic()
+        self.last_read = self.stall_checked = time.monotonic()
 
     def _wait_for_topic(self, topic: str, seconds: float = 60) -> None:
         """Joins the group only once the topic's partitions are known.
@@ -150,6 +153,7 @@ class Processor:
             batch = self.consumer.poll(timeout_ms=100)
             records = [r for rs in batch.values() for r in rs]
             if records:
+                self.last_read = time.monotonic()
                 self._send(self._new_chunk(records))
             self._check_chunks()
             self._relay()
@@ -157,16 +161,31 @@ class Processor:
         self._drain()
 
     def _watchdog(self) -> None:
-        """Leaves (for the process manager to restart it) if it has dropped out of its group.
+        """Leaves (for the process manager to restart it) when it has stopped consuming.
 
-        A consumer started while the broker is still loading can end up holding no
-        partitions while the group has no members at all; it then waits forever. A spare
-        consumer without partitions in a healthy group is left alone.
+        Two ways were seen: a consumer started while the broker is still loading can end
+        up holding no partitions while the group has no members at all; and a consumer
+        holding its partitions can stop fetching from them (after a broker restart) while
+        messages wait. Either would wait forever. A spare consumer without partitions in a
+        healthy group, or one whose chunks are in flight, is left alone.
         """
-        if self.consumer.assignment():
-            self.unassigned_since = None
-            return
         now = time.monotonic()
+        assigned = self.consumer.assignment()
+        if assigned:
+            self.unassigned_since = None
+            if self.tracker.chunks or min(now - self.last_read, now - self.stall_checked) < (
+                STALL_SECONDS
+            ):
+                return
+            self.stall_checked = now
+            waiting = self._waiting(assigned)
+            if waiting:
+                logger.error(
+                    "holding partitions with messages waiting but reading none; restarting",
+                    extra={"waiting": waiting, "seconds": round(now - self.last_read)},
+                )
+                raise SystemExit(3)
+            return
         if self.unassigned_since is None:
             self.unassigned_since = now
         if now - self.unassigned_since < UNASSIGNED_CHECK_SECONDS:
@@ -181,6 +200,11 @@ class Processor:
         if not members:
             logger.error("no partitions and no members in the consumer group; restarting")
             raise SystemExit(3)
+
+    def _waiting(self, partitions: set[TopicPartition]) -> int:
+        """Messages past the committed offsets of `partitions`, as the broker sees it."""
+        ends = self.consumer.end_offsets(list(partitions))
+        return sum(max(0, ends[tp] - (self.consumer.committed(tp) or 0)) for tp in partitions)
 
     def _relay(self) -> None:
         if time.monotonic() - self.last_relay < RELAY_INTERVAL:

@@ -1,11 +1,15 @@
 """The real broker carries messages on the `transactions` topic; offsets are committed by hand."""
 
+import time
 import uuid
 
+import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from consumers.processor import STALL_SECONDS, Processor
 from consumers.topics import admin_client, wanted_topics
+from tests.helpers import wait_until
 
 
 def consumer(settings, group: str) -> KafkaConsumer:
@@ -75,3 +79,42 @@ def read(c: KafkaConsumer, count: int) -> list:
         for records in batch.values():
             got.extend(records)
     return got
+
+
+def test_a_processor_that_stops_fetching_leaves_for_a_restart(settings):
+    """A consumer that holds its partitions but fetches nothing while messages wait (seen
+    after a broker restart) exits, so that the process manager starts it again."""
+    run = uuid.uuid4().hex[:10]
+    topic = f"test-stall-{run}"
+    admin = admin_client(settings)
+    admin.create_topics({topic: {"num_partitions": 2}}, wait_for_metadata=True)
+    processor = Processor(
+        settings.model_copy(
+            update={"kafka_topic_transactions": topic, "processor_group": f"test-stall-{run}"}
+        )
+    )
+    try:
+        wait_until(
+            lambda: (
+                processor.consumer.poll(timeout_ms=100) == {} and processor.consumer.assignment()
+            ),
+            what="the partitions",
+        )
+        long_ago = time.monotonic() - STALL_SECONDS - 1
+        processor.last_read = processor.stall_checked = long_ago
+        processor._watchdog()  # nothing waits: it stays
+
+        processor.consumer.pause(*processor.consumer.assignment())  # fetches nothing now
+        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+        for i in range(5):
+            producer.send(topic, key=str(i).encode(), value=b"{}")
+        producer.flush()
+        producer.close()
+        processor.stall_checked = long_ago
+        with pytest.raises(SystemExit):
+            processor._watchdog()
+    finally:
+        processor.consumer.close(autocommit=False)
+        processor.producer.close(timeout=5)
+        admin.delete_topics([topic])
+        admin.close()
