@@ -77,9 +77,11 @@ def _stage(session: Session, where: str, params: dict) -> int:
     """Sums the transactions matching `where` into `rollup_batch`; returns how many."""
     session.execute(text("DROP TABLE IF EXISTS rollup_batch"))
     session.execute(text(_STAGE.format(where=where)), params)
-    return session.execute(
-        text("SELECT coalesce(sum(transactions), 0) FROM rollup_batch")
-    ).scalar_one()
+    return int(
+        session.execute(
+            text("SELECT coalesce(sum(transactions), 0) FROM rollup_batch")
+        ).scalar_one()
+    )
 
 
 def _apply(

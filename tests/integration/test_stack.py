@@ -1,9 +1,12 @@
 """The local stack that `make up` starts: real servers, answering on the configured ports."""
 
+import re
 import time
 
 import requests
 from sqlalchemy import create_engine, text
+
+from tests.helpers import wait_until
 
 
 def test_postgres_is_a_real_server_at_the_configured_url(settings):
@@ -30,3 +33,29 @@ def test_prometheus_runs_the_project_config_and_scrapes_itself(settings):
             break
         time.sleep(1)
     assert [r["value"][1] for r in result] == ["1"]
+
+
+def test_every_periodic_task_succeeds_in_the_running_worker(settings):
+    """Beat's jobs, run by the stack's worker since `make up`: those due every minute or
+    more often have succeeded, none has failed (as the worker's own metrics count them)."""
+    from tasks.celery_app import app
+
+    schedule = app.conf.beat_schedule.values()
+    tasks = {entry["task"] for entry in schedule}
+    frequent = {entry["task"] for entry in schedule if entry["schedule"] <= 60}
+
+    def counts() -> dict[tuple[str, str], float]:
+        text = requests.get(
+            f"http://127.0.0.1:{settings.worker_metrics_port}/metrics", timeout=10
+        ).text
+        series = r'^celery_tasks_total\{outcome="(\w+)",task="([\w.]+)"\} (\S+)'
+        found = re.findall(series, text, re.M)
+        return {(task, outcome): float(n) for outcome, task, n in found}
+
+    seen = wait_until(
+        lambda: (c := counts()) and all(c.get((t, "succeeded"), 0) > 0 for t in frequent) and c,
+        timeout=90,
+        interval=3,
+        what="every periodic task to succeed once",
+    )
+    assert {t: seen.get((t, "failed"), 0) for t in tasks} == dict.fromkeys(tasks, 0)
