@@ -16,6 +16,8 @@ COPY db ./db
 RUN pip install .
 COPY alembic.ini ./
 COPY migrations ./migrations
+# The notification event schema the notifier checks events against.
+COPY docs/events ./docs/events
 
 RUN useradd --system --uid 10001 app && mkdir -p /var/log/salesflow && chown app /var/log/salesflow
 USER 10001

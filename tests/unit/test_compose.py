@@ -1,5 +1,6 @@
 """docker-compose.yml: valid against the Compose Specification, and its references resolve."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,17 @@ def test_dockerfile_passes_hadolint():
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_holds_every_package_and_file_the_services_read():
+    copied = set()
+    for line in (PROJECT_ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            copied |= {source.rstrip("/") for source in line.split()[1:-1]}
+    packages = {p.parent.name for p in PROJECT_ROOT.glob("*/__init__.py")} - {"tests"}
+    read = set()  # files read at run time through PROJECT_ROOT / "..."
+    for package in packages:
+        for module in (PROJECT_ROOT / package).rglob("*.py"):
+            read |= set(re.findall(r'PROJECT_ROOT / "([^"]+)"', module.read_text()))
+    missing = [path for path in packages | read if not any(path.startswith(c) for c in copied)]
+    assert not missing, f"the Dockerfile copies no {missing}"
