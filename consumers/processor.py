@@ -178,7 +178,10 @@ class Processor:
             ):
                 return
             self.stall_checked = now
-            waiting = self._waiting(assigned)
+            try:
+                waiting = self._waiting(assigned)
+            except KafkaError:
+                return  # the broker is away: nothing could be read anyway
             if waiting:
                 logger.error(
                     "holding partitions with messages waiting but reading none; restarting",
