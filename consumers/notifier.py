@@ -30,6 +30,7 @@ from psycopg2.extras import Json
 from sqlalchemy import Engine, text
 
 from config import PROJECT_ROOT, Settings, get_settings
+from consumers.watchdog import Watchdog
 from db.session import default_engine
 from logs import configure_logging
 
@@ -96,6 +97,7 @@ class Notifier:
             # Waiting out a long Telegram outage must not cost the group membership.
             max_poll_interval_ms=3_600_000,
         )
+        self.watchdog = Watchdog(self.consumer, settings, settings.notifier_group)
 
     def stop(self, *_) -> None:
         self.stopping.set()
@@ -103,11 +105,14 @@ class Notifier:
     def run(self) -> None:
         while not self.stopping.is_set():
             batches = self.consumer.poll(timeout_ms=1000)
+            if batches:
+                self.watchdog.read()
             for records in batches.values():
                 for record in records:
                     self.handle(record)
             if batches and not self.stopping.is_set():
                 self.consumer.commit()
+            self.watchdog.check(busy=False)
         self.consumer.close()
 
     # --- one event --------------------------------------------------------------------

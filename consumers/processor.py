@@ -32,7 +32,7 @@ from sqlalchemy import text
 from config import Settings, get_settings
 from consumers.messages import KIND_HEADER
 from consumers.outbox_relay import relay_outbox
-from consumers.topics import admin_client
+from consumers.watchdog import Watchdog
 from db.session import default_engine
 from logs import configure_logging
 
@@ -47,9 +47,6 @@ COMMITTED = Counter("processor_messages_committed_total", "Messages whose offset
 INFLIGHT = Gauge("processor_inflight_chunks", "Chunks handed out and not yet stored")
 EVENTS = Counter("processor_events_published_total", "Outbox events published to Kafka")
 RELAY_INTERVAL = 1.0
-UNASSIGNED_CHECK_SECONDS = 60.0
-# Reading nothing this long while messages wait (and nothing is in flight) is a stall.
-STALL_SECONDS = 60.0
 
 
 @dataclass
@@ -120,6 +117,7 @@ class Processor:
         )
         self._wait_for_topic(settings.kafka_topic_transactions)
         self.consumer.subscribe([settings.kafka_topic_transactions], listener=_Rebalance(self))
+        self.watchdog = Watchdog(self.consumer, settings, settings.processor_group)
         self.producer = KafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             client_id="processor-outbox",
@@ -127,8 +125,6 @@ class Processor:
             linger_ms=5,
         )
         self.last_relay = 0.0
-        self.unassigned_since: float | None = time.monotonic()
-        self.last_read = self.stall_checked = time.monotonic()
 
     def _wait_for_topic(self, topic: str, seconds: float = 60) -> None:
         """Joins the group only once the topic's partitions are known.
@@ -153,61 +149,12 @@ class Processor:
             batch = self.consumer.poll(timeout_ms=100)
             records = [r for rs in batch.values() for r in rs]
             if records:
-                self.last_read = time.monotonic()
+                self.watchdog.read()
                 self._send(self._new_chunk(records))
             self._check_chunks()
             self._relay()
-            self._watchdog()
+            self.watchdog.check(busy=bool(self.tracker.chunks))
         self._drain()
-
-    def _watchdog(self) -> None:
-        """Leaves (for the process manager to restart it) when it has stopped consuming.
-
-        Two ways were seen: a consumer started while the broker is still loading can end
-        up holding no partitions while the group has no members at all; and a consumer
-        holding its partitions can stop fetching from them (after a broker restart) while
-        messages wait. Either would wait forever. A spare consumer without partitions in a
-        healthy group, or one whose chunks are in flight, is left alone.
-        """
-        now = time.monotonic()
-        assigned = self.consumer.assignment()
-        if assigned:
-            self.unassigned_since = None
-            if self.tracker.chunks or min(now - self.last_read, now - self.stall_checked) < (
-                STALL_SECONDS
-            ):
-                return
-            self.stall_checked = now
-            try:
-                waiting = self._waiting(assigned)
-            except KafkaError:
-                return  # the broker is away: nothing could be read anyway
-            if waiting:
-                logger.error(
-                    "holding partitions with messages waiting but reading none; restarting",
-                    extra={"waiting": waiting, "seconds": round(now - self.last_read)},
-                )
-                raise SystemExit(3)
-            return
-        if self.unassigned_since is None:
-            self.unassigned_since = now
-        if now - self.unassigned_since < UNASSIGNED_CHECK_SECONDS:
-            return
-        self.unassigned_since = now
-        admin = admin_client(self.settings)
-        try:
-            group = admin.describe_groups([self.settings.processor_group])
-        finally:
-            admin.close()
-        members = group[self.settings.processor_group]["members"]
-        if not members:
-            logger.error("no partitions and no members in the consumer group; restarting")
-            raise SystemExit(3)
-
-    def _waiting(self, partitions: set[TopicPartition]) -> int:
-        """Messages past the committed offsets of `partitions`, as the broker sees it."""
-        ends = self.consumer.end_offsets(list(partitions))
-        return sum(max(0, ends[tp] - (self.consumer.committed(tp) or 0)) for tp in partitions)
 
     def _relay(self) -> None:
         if time.monotonic() - self.last_relay < RELAY_INTERVAL:

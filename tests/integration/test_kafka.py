@@ -7,8 +7,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from consumers.processor import STALL_SECONDS, Processor
+from consumers.processor import Processor
 from consumers.topics import admin_client, wanted_topics
+from consumers.watchdog import CHECK_SECONDS
 from tests.helpers import wait_until
 
 
@@ -100,9 +101,10 @@ def test_a_processor_that_stops_fetching_leaves_for_a_restart(settings):
             ),
             what="the partitions",
         )
-        long_ago = time.monotonic() - STALL_SECONDS - 1
-        processor.last_read = processor.stall_checked = long_ago
-        processor._watchdog()  # nothing waits: it stays
+        watchdog = processor.watchdog
+        long_ago = time.monotonic() - CHECK_SECONDS - 1
+        watchdog.last_read = watchdog.checked = long_ago
+        watchdog.check(busy=False)  # nothing waits: it stays
 
         processor.consumer.pause(*processor.consumer.assignment())  # fetches nothing now
         producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
@@ -110,9 +112,10 @@ def test_a_processor_that_stops_fetching_leaves_for_a_restart(settings):
             producer.send(topic, key=str(i).encode(), value=b"{}")
         producer.flush()
         producer.close()
-        processor.stall_checked = long_ago
+        watchdog.checked = long_ago
+        watchdog.check(busy=True)  # its own work in flight: reading nothing is expected
         with pytest.raises(SystemExit):
-            processor._watchdog()
+            watchdog.check(busy=False)
     finally:
         processor.consumer.close(autocommit=False)
         processor.producer.close(timeout=5)
