@@ -105,13 +105,12 @@ class Notifier:
     def run(self) -> None:
         while not self.stopping.is_set():
             batches = self.consumer.poll(timeout_ms=1000)
-            if batches:
-                self.watchdog.read()
             for records in batches.values():
                 for record in records:
                     self.handle(record)
             if batches and not self.stopping.is_set():
                 self.consumer.commit()
+                self.watchdog.read()  # after handling: waiting out Telegram is no stall
             self.watchdog.check(busy=False)
         self.consumer.close()
 

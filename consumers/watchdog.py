@@ -22,8 +22,11 @@ from consumers.topics import admin_client
 
 logger = logging.getLogger(__name__)
 
-# How long without partitions, or without reading while messages wait, is a stop.
-CHECK_SECONDS = 60.0
+# How long without partitions is a stop (a rebalance can take a while)...
+UNASSIGNED_SECONDS = 60.0
+# ...and how long without reading while messages wait (a healthy consumer that is not
+# busy with its own work reads them at once).
+STALL_SECONDS = 20.0
 
 
 class Watchdog:
@@ -35,7 +38,7 @@ class Watchdog:
         self.unassigned_since: float | None = time.monotonic()
 
     def read(self) -> None:
-        """Records were just read."""
+        """Records were just read (or handled)."""
         self.last_read = time.monotonic()
 
     def check(self, *, busy: bool) -> None:
@@ -45,7 +48,7 @@ class Watchdog:
         assigned = self.consumer.assignment()
         if assigned:
             self.unassigned_since = None
-            if busy or min(now - self.last_read, now - self.checked) < CHECK_SECONDS:
+            if busy or min(now - self.last_read, now - self.checked) < STALL_SECONDS:
                 return
             self.checked = now
             try:
@@ -64,7 +67,7 @@ class Watchdog:
             return
         if self.unassigned_since is None:
             self.unassigned_since = now
-        if now - self.unassigned_since < CHECK_SECONDS:
+        if now - self.unassigned_since < UNASSIGNED_SECONDS:
             return
         self.unassigned_since = now
         admin = admin_client(self.settings)

@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -68,6 +70,9 @@ class Pipeline:
         self.engine = make_engine(self.database_url)
         self.client = create_app(self.settings).test_client()
         self.processes: dict[str, subprocess.Popen] = {}
+        self.lock = threading.Lock()
+        self.keeper: threading.Thread | None = None
+        self.closed = False
 
     # --- processes --------------------------------------------------------------------
     def command(self, name: str) -> list[str]:
@@ -103,30 +108,48 @@ class Pipeline:
         raise ValueError(name)
 
     def start(self, *names: str) -> None:
-        for name in names:
-            env = self.env | {
-                "PROCESSOR_METRICS_PORT": str(free_port()),
-                "WORKER_METRICS_PORT": str(free_port()),
-                "NOTIFIER_METRICS_PORT": str(free_port()),
-            }
-            log = open(self.folder / f"{name}.out", "ab")  # noqa: SIM115 (kept open by the child)
-            self.processes[name] = subprocess.Popen(
-                self.command(name),
-                env=env,
-                cwd=PROJECT_ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        with self.lock:
+            for name in names:
+                self._spawn(name)
+        if self.keeper is None:
+            self.keeper = threading.Thread(target=self._restart_on_request, daemon=True)
+            self.keeper.start()
+
+    def _spawn(self, name: str) -> None:
+        env = self.env | {
+            "PROCESSOR_METRICS_PORT": str(free_port()),
+            "WORKER_METRICS_PORT": str(free_port()),
+            "NOTIFIER_METRICS_PORT": str(free_port()),
+        }
+        log = open(self.folder / f"{name}.out", "ab")  # noqa: SIM115 (kept open by the child)
+        self.processes[name] = subprocess.Popen(
+            self.command(name),
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def _restart_on_request(self) -> None:
+        """Does what the process manager does for a service whose watchdog exits (code 3)."""
+        while not self.closed:
+            with self.lock:
+                for name, process in list(self.processes.items()):
+                    if process.poll() == 3:
+                        self._spawn(name)
+            time.sleep(0.5)
 
     def kill(self, name: str) -> None:
         """SIGKILL to the process and all its children (a Celery worker's pool included)."""
-        process = self.processes.pop(name)
+        with self.lock:
+            process = self.processes.pop(name)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
 
     def stop(self, name: str) -> None:
-        process = self.processes.pop(name)
+        with self.lock:
+            process = self.processes.pop(name)
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=30)
@@ -134,7 +157,16 @@ class Pipeline:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
 
+    def log_tails(self, lines: int = 40) -> str:
+        """The end of every process's output, for a failed test's report."""
+        parts = []
+        for path in sorted(self.folder.glob("*.out")):
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {path.name} ---\n" + "\n".join(tail))
+        return "\n".join(parts)
+
     def close(self) -> None:
+        self.closed = True
         for name in list(self.processes):
             self.stop(name)
         self.engine.dispose()

@@ -9,7 +9,7 @@ from kafka.structs import OffsetAndMetadata
 
 from consumers.processor import Processor
 from consumers.topics import admin_client, wanted_topics
-from consumers.watchdog import CHECK_SECONDS
+from consumers.watchdog import STALL_SECONDS
 from tests.helpers import wait_until
 
 
@@ -102,7 +102,7 @@ def test_a_processor_that_stops_fetching_leaves_for_a_restart(settings):
             what="the partitions",
         )
         watchdog = processor.watchdog
-        long_ago = time.monotonic() - CHECK_SECONDS - 1
+        long_ago = time.monotonic() - STALL_SECONDS - 1
         watchdog.last_read = watchdog.checked = long_ago
         watchdog.check(busy=False)  # nothing waits: it stays
 

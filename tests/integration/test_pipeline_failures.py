@@ -62,7 +62,11 @@ def test_worker_and_processor_killed_mid_flight_lose_nothing_and_store_nothing_t
     sender.start()
 
     # Kill the worker while chunks are in its hands: the broker loses what it fetched.
-    wait_until(lambda: pipeline.scalar("SELECT count(*) FROM transactions") > 0, what="first rows")
+    wait_until(
+        lambda: pipeline.scalar("SELECT count(*) FROM transactions") > 0,
+        timeout=90,
+        what="first rows",
+    )
     pipeline.kill("worker")
     in_flight_at_kill = len(accepted) - len(stored_ids(pipeline))
     time.sleep(1.0)
