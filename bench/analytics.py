@@ -18,6 +18,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -30,6 +31,7 @@ from config import PROJECT_ROOT, get_settings
 from db.generate import generate
 from tasks.rollups import rollup
 from web.analytics.app import create_app
+from web.analytics.periods import resolve
 
 
 def prepare(args) -> str:
@@ -154,11 +156,8 @@ def main() -> int:
                 raw_ms = ""
                 ratio = ""
                 if kind in RAW and set(extra) <= {"granularity", "limit"}:
-                    from zoneinfo import ZoneInfo
-
-                    zone = ZoneInfo(tz)
-                    s = datetime.combine(first, datetime.min.time(), zone)
-                    e = datetime.combine(last + timedelta(days=1), datetime.min.time(), zone)
+                    span = resolve(first, last, ZoneInfo(tz))  # the range the API reads
+                    s, e = span.start, span.end
                     with engine.connect() as conn:
                         raw = timed(
                             lambda conn=conn, kind=kind, s=s, e=e, tz=tz: conn.execute(

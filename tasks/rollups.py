@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
@@ -27,6 +27,7 @@ from db.models.rollups import SALES_ROLLUP
 from db.session import session_scope
 from tasks.celery_app import app
 from tasks.metrics import ROLLUP_LAST_RUN, ROLLUP_ROWS, ROLLUP_SECONDS
+from web.analytics.periods import ceil_to, floor_to, local_midnight, next_period
 
 logger = logging.getLogger(__name__)
 
@@ -280,18 +281,6 @@ def rollup_sales() -> dict:
     return result
 
 
-def _month_starts(first: date, last: date) -> list[date]:
-    months, month = [], first.replace(day=1)
-    while month <= last:
-        months.append(month)
-        month = (month + timedelta(days=32)).replace(day=1)
-    return months
-
-
-def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), zone).astimezone(UTC)
-
-
 def backfill(
     session: Session,
     first: date,
@@ -311,15 +300,14 @@ def backfill(
         raise RuntimeError("a rollup run holds the lock; try again in a moment")
     _sync_categories(session, watermark, timezone)
     total = 0
-    months = _month_starts(first, last)
+    months = [first.replace(day=1)]
+    while next_period(months[-1], "month") <= last:
+        months.append(next_period(months[-1], "month"))
     for month in tqdm(months, disable=not progress, unit="month"):
-        following = (month + timedelta(days=32)).replace(day=1)
-        start, end = _local_midnight(month, zone), _local_midnight(following, zone)
+        following = next_period(month, "month")
         # UTC hours that hold any of the month's rows, whole.
-        hours_from = start.replace(minute=0, second=0, microsecond=0)
-        hours_to = (
-            end if end == end.replace(minute=0) else end.replace(minute=0) + timedelta(hours=1)
-        )
+        hours_from = floor_to(local_midnight(month, zone), timedelta(hours=1))
+        hours_to = ceil_to(local_midnight(following, zone), timedelta(hours=1))
         params = {
             "month": month,
             "following": following,

@@ -108,18 +108,25 @@ def test_env_example_is_complete_and_valid(monkeypatch):
     Settings(_env_file=PROJECT_ROOT / ".env.example")
 
 
+def start(tmp_path, command: list[str], settings: dict[str, str], **environment: str):
+    """Runs a service command with these settings in its env file and `environment` as
+    real environment variables (no other settings inherited); returns when it exits."""
+    env_file = tmp_path / "env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    env["ENV_FILE"] = str(env_file)
+    env |= environment
+    return subprocess.run(
+        command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
+    )
+
+
 @pytest.mark.parametrize("command", SERVICE_COMMANDS, ids=lambda c: " ".join(c[1:]))
 @pytest.mark.parametrize("value", [None, "mysql://nope"], ids=["unset", "malformed"])
 def test_service_refuses_to_start_without_a_good_database_url(tmp_path, command, value):
-    env_file = tmp_path / "env"
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in GOOD.items() if k != "DATABASE_URL"))
-    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-    env["ENV_FILE"] = str(env_file)
-    if value is not None:
-        env["DATABASE_URL"] = value
-    result = subprocess.run(
-        command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
-    )
+    settings = {k: v for k, v in GOOD.items() if k != "DATABASE_URL"}
+    environment = {} if value is None else {"DATABASE_URL": value}
+    result = start(tmp_path, command, settings, **environment)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -133,21 +140,8 @@ def test_readme_documents_every_setting():
 
 
 def test_a_bot_token_without_a_chat_stops_the_notifier_with_one_line(tmp_path):
-    env_file = tmp_path / "env"
-    env_file.write_text(
-        "".join(f"{k}={v}\n" for k, v in GOOD.items())
-        + "TELEGRAM_BOT_TOKEN=123456:abcdefghijklmnopqrstuvwxyz\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-    env["ENV_FILE"] = str(env_file)
-    result = subprocess.run(
-        [sys.executable, "-m", "consumers.notifier"],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    settings = GOOD | {"TELEGRAM_BOT_TOKEN": "123456:abcdefghijklmnopqrstuvwxyz"}
+    result = start(tmp_path, [sys.executable, "-m", "consumers.notifier"], settings)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         "config error: TELEGRAM_CHAT_ID is not set; a bot token needs the chat to write to"

@@ -77,7 +77,11 @@ def period_start(moment: datetime, granularity: str, zone: ZoneInfo) -> date | d
     local = moment.astimezone(zone)
     if granularity == "hour":
         return local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
-    day = local.date()
+    return day_period_start(local.date(), granularity)
+
+
+def day_period_start(day: date, granularity: str) -> date:
+    """The first day of the day, ISO week, month or year holding `day`."""
     if granularity == "day":
         return day
     if granularity == "week":
@@ -85,6 +89,19 @@ def period_start(moment: datetime, granularity: str, zone: ZoneInfo) -> date | d
     if granularity == "month":
         return day.replace(day=1)
     return day.replace(month=1, day=1)
+
+
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def floor_to(moment: datetime, step: timedelta) -> datetime:
+    """The start of the UTC bucket of length `step` (an hour, a quarter) holding `moment`."""
+    return moment - (moment - EPOCH) % step
+
+
+def ceil_to(moment: datetime, step: timedelta) -> datetime:
+    floor = floor_to(moment, step)
+    return floor if floor == moment else floor + step
 
 
 def next_period(key: date | datetime, granularity: str) -> date | datetime:

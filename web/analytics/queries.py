@@ -25,7 +25,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, text
 
 from db.models.rollups import SALES_ROLLUP
-from web.analytics.periods import ReportRange, local_midnight, offsets_divide
+from web.analytics.periods import (
+    ReportRange,
+    ceil_to,
+    day_period_start,
+    floor_to,
+    local_midnight,
+    next_period,
+    offsets_divide,
+)
 
 CENT = Decimal("0.01")
 HOUR = timedelta(hours=1)
@@ -76,31 +84,6 @@ class Plan:
     whole_hours: bool = True
 
 
-def _floor(moment: datetime, step: timedelta) -> datetime:
-    return moment - (moment - datetime(2000, 1, 1, tzinfo=UTC)) % step
-
-
-def _ceil(moment: datetime, step: timedelta) -> datetime:
-    floor = _floor(moment, step)
-    return floor if floor == moment else floor + step
-
-
-def _unit_start(day: date, unit: str) -> date:
-    if unit == "year":
-        return day.replace(month=1, day=1)
-    if unit == "month":
-        return day.replace(day=1)
-    return day
-
-
-def _next_unit(day: date, unit: str) -> date:
-    if unit == "year":
-        return date(day.year + 1, 1, 1)
-    if unit == "month":
-        return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
-    return day + timedelta(days=1)
-
-
 def _count(first: date, end: date, unit: str) -> int:
     if unit == "year":
         return end.year - first.year
@@ -124,26 +107,26 @@ def cover(first: date, end: date, units: tuple[str, ...]) -> tuple[int, list[Par
         return _count(first, end, unit), [(unit, first, end, 1)]
 
     def whole_less(start: date, inner: list[tuple[date, date]]) -> tuple[int, list[Part]]:
-        cost, parts = 1, [(unit, start, _next_unit(start, unit), 1)]
+        cost, parts = 1, [(unit, start, next_period(start, unit), 1)]
         for a, b in inner:
             c, p = cover(a, b, finer)
             cost, parts = cost + c, parts + _negated(p)
         return cost, parts
 
-    head = _unit_start(first, unit)
-    if head == _unit_start(end - timedelta(days=1), unit) and first != head:
+    head = day_period_start(first, unit)
+    if head == day_period_start(end - timedelta(days=1), unit) and first != head:
         # Inside one bucket.
-        after = _next_unit(head, unit)
+        after = next_period(head, unit)
         options = [cover(first, end, finer), whole_less(head, [(head, first), (end, after)])]
         return min(options, key=lambda o: o[0])
-    u0 = first if first == head else _next_unit(head, unit)
-    u1 = _unit_start(end, unit)
+    u0 = first if first == head else next_period(head, unit)
+    u1 = day_period_start(end, unit)
     cost, parts = 0, []
     if u0 < u1:
         cost, parts = _count(u0, u1, unit), [(unit, u0, u1, 1)]
     partial_ends = (  # (days in the range, their bucket, its days outside the range)
         (first, u0, head, (head, first)),
-        (u1, end, u1, (end, _next_unit(u1, unit))),
+        (u1, end, u1, (end, next_period(u1, unit))),
     )
     for a, b, bucket, outside in partial_ends:
         if a < b:
@@ -197,8 +180,8 @@ def plan(
     for start, end in rest:
         if start >= end:
             continue
-        h0, h1 = _ceil(start, HOUR), _floor(end, HOUR)
-        q0, q1 = _ceil(start, QUARTER), _floor(end, QUARTER)
+        h0, h1 = ceil_to(start, HOUR), floor_to(end, HOUR)
+        q0, q1 = ceil_to(start, QUARTER), floor_to(end, QUARTER)
         if hours_usable and h0 < h1:
             result.hourly.append((h0, h1))
             result.raw += [(s, e) for s, e in ((start, h0), (h1, end)) if s < e]
