@@ -3,10 +3,12 @@
 kafka-python 3.0 was seen stopping in two ways, each of which waits forever without an
 error: a consumer started while the broker is still loading can hold no partitions while
 its group has no members at all; and a consumer holding its partitions can fetch nothing
-from them after a broker restart while messages wait. A service that exits is started
-again by its process manager (supervisord, Compose), and reads its uncommitted messages
-again. A spare consumer without partitions in a healthy group is left alone, and so is
-one whose own work is in flight.
+from them while messages wait (after a broker restart, and now and then just after
+joining). A service that exits is started again by its process manager (supervisord,
+Compose), and reads its uncommitted messages again. It leaves the group on the way out,
+so that its successor gets the partitions at once instead of after the session timeout.
+A spare consumer without partitions in a healthy group is left alone, and so is one
+whose own work is in flight.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ logger = logging.getLogger(__name__)
 
 # How long without partitions is a stop (a rebalance can take a while)...
 UNASSIGNED_SECONDS = 60.0
-# ...and how long without reading while messages wait (a healthy consumer that is not
-# busy with its own work reads them at once).
-STALL_SECONDS = 20.0
+# ...and how long messages may wait while nothing is read (a healthy consumer that is
+# not busy with its own work reads them within its fetch wait, half a second).
+STALL_SECONDS = 10.0
+# Waiting messages are looked for this often once nothing has been read for as long.
+CHECK_SECONDS = 2.0
 
 
 class Watchdog:
@@ -35,36 +39,56 @@ class Watchdog:
         self.settings = settings
         self.group = group
         self.last_read = self.checked = time.monotonic()
+        self.waiting_since: float | None = None
         self.unassigned_since: float | None = time.monotonic()
 
     def read(self) -> None:
         """Records were just read (or handled)."""
         self.last_read = time.monotonic()
+        self.waiting_since = None
 
     def check(self, *, busy: bool) -> None:
         """Raises SystemExit(3) when the consumer has stopped consuming; `busy`: work of
         its own is in flight, so that reading nothing is expected."""
-        now = time.monotonic()
         assigned = self.consumer.assignment()
         if assigned:
             self.unassigned_since = None
-            if busy or min(now - self.last_read, now - self.checked) < STALL_SECONDS:
-                return
-            self.checked = now
-            try:
-                ends = self.consumer.end_offsets(list(assigned))
-                waiting = sum(
-                    max(0, ends[tp] - (self.consumer.committed(tp) or 0)) for tp in assigned
-                )
-            except KafkaError:
-                return  # the broker is away: nothing could be read anyway
-            if waiting:
-                logger.error(
-                    "holding partitions with messages waiting but reading none; restarting",
-                    extra={"waiting": waiting, "seconds": round(now - self.last_read)},
-                )
-                raise SystemExit(3)
+            self._check_stall(assigned, busy)
+        else:
+            self._check_unassigned()
+
+    def _check_stall(self, assigned, busy: bool) -> None:
+        now = time.monotonic()
+        if busy:
+            self.waiting_since = None
             return
+        if min(now - self.last_read, now - self.checked) < CHECK_SECONDS:
+            return
+        self.checked = now
+        waiting = self._waiting(assigned)
+        if not waiting:
+            self.waiting_since = None
+        elif self.waiting_since is None:
+            # Messages that arrived a moment ago may be in this very fetch: look again later.
+            self.waiting_since = now
+        elif now - self.waiting_since >= STALL_SECONDS:
+            self._leave(
+                "holding partitions with messages waiting but reading none; restarting",
+                waiting=waiting,
+                seconds=round(now - self.waiting_since),
+                partitions=self._partition_states(assigned),
+            )
+
+    def _waiting(self, assigned) -> int:
+        """Messages after the committed offsets (0 when the broker cannot tell)."""
+        try:
+            ends = self.consumer.end_offsets(list(assigned))
+            return sum(max(0, ends[tp] - (self.consumer.committed(tp) or 0)) for tp in assigned)
+        except KafkaError:
+            return 0  # the broker is away: nothing could be read anyway
+
+    def _check_unassigned(self) -> None:
+        now = time.monotonic()
         if self.unassigned_since is None:
             self.unassigned_since = now
         if now - self.unassigned_since < UNASSIGNED_SECONDS:
@@ -76,5 +100,36 @@ class Watchdog:
         finally:
             admin.close()
         if not members:
-            logger.error("no partitions and no members in the consumer group; restarting")
-            raise SystemExit(3)
+            self._leave("no partitions and no members in the consumer group; restarting")
+
+    def _leave(self, message: str, **details) -> None:
+        logger.error(message, extra=details)
+        try:
+            self.consumer.close(autocommit=False, timeout_ms=5000)
+        except KafkaError:
+            logger.warning("could not leave the consumer group cleanly", exc_info=True)
+        raise SystemExit(3)
+
+    def _partition_states(self, assigned) -> dict[int, dict] | str:
+        """What the client believes about each partition, for the log: why it fetches
+        nothing. These are kafka-python's internals, read defensively."""
+        try:
+            states = self.consumer._subscription.assignment
+            pending = self.consumer._fetcher._nodes_with_pending_fetch_requests
+            cluster = self.consumer._client.cluster
+            result = {}
+            for tp in sorted(assigned):
+                state, leader = states[tp], cluster.leader_for_partition(tp)
+                result[tp.partition] = {
+                    "position": state.position.offset if state.has_valid_position else None,
+                    "paused": state.paused,
+                    "awaiting_reset": state.awaiting_reset,
+                    "awaiting_validation": state._awaiting_validation,
+                    "pending_revocation": state._pending_revocation,
+                    "fetchable": state.is_fetchable(),
+                    "leader": leader,
+                    "fetch_in_flight_to_leader": leader in pending,
+                }
+            return result
+        except Exception as error:  # diagnostics only: never in the way of the restart
+            return f"unavailable: {error!r}"

@@ -113,9 +113,17 @@ def test_a_processor_that_stops_fetching_leaves_for_a_restart(settings):
         producer.flush()
         producer.close()
         watchdog.checked = long_ago
+        watchdog.check(busy=False)  # the messages may be in this very fetch: it looks again
+        assert watchdog.waiting_since is not None
+        watchdog.waiting_since = watchdog.checked = long_ago
         watchdog.check(busy=True)  # its own work in flight: reading nothing is expected
+        assert watchdog.waiting_since is None
+        watchdog.check(busy=False)
+        watchdog.waiting_since = watchdog.checked = long_ago
         with pytest.raises(SystemExit):
             watchdog.check(busy=False)
+        # It left the group on the way out: its successor gets the partitions at once.
+        assert admin.describe_groups([f"test-stall-{run}"])[f"test-stall-{run}"]["members"] == []
     finally:
         processor.consumer.close(autocommit=False)
         processor.producer.close(timeout=5)
