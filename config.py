@@ -190,6 +190,7 @@ class Settings(BaseSettings):
         Path, AfterValidator(lambda p: p if p.is_absolute() else PROJECT_ROOT / p)
     ] = PROJECT_ROOT / ".local" / "logs"
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    kafka_log_level: str = Field("WARNING", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
     @model_validator(mode="after")
     def _chat_for_the_bot(self) -> Settings:

@@ -27,6 +27,7 @@ def configure_logging(service: str) -> None:
         handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(settings.log_level)
-    # Client libraries are chatty at INFO.
-    for noisy in ("kafka", "kombu", "amqp"):
+    # Client libraries are chatty at INFO; the Kafka client's level is a setting of its own.
+    for noisy in ("kombu", "amqp"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("kafka").setLevel(settings.kafka_log_level)
