@@ -30,6 +30,7 @@ from psycopg2.extras import Json
 from sqlalchemy import Engine, text
 
 from config import PROJECT_ROOT, Settings, get_settings
+from consumers.topics import client_options
 from consumers.watchdog import Watchdog
 from db.session import default_engine
 from logs import configure_logging
@@ -88,9 +89,8 @@ class Notifier:
         self.http = requests.Session()
         self.consumer = KafkaConsumer(
             settings.kafka_topic_notifications,
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **client_options(settings, "notifier"),
             group_id=settings.notifier_group,
-            client_id="notifier",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=100,

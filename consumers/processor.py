@@ -32,6 +32,7 @@ from sqlalchemy import text
 from config import Settings, get_settings
 from consumers.messages import KIND_HEADER
 from consumers.outbox_relay import relay_outbox
+from consumers.topics import client_options
 from consumers.watchdog import Watchdog
 from db.session import default_engine
 from logs import configure_logging
@@ -104,9 +105,8 @@ class Processor:
         self.tracker = Tracker()
         self.running = True
         self.consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **client_options(settings, "processor"),
             group_id=settings.processor_group,
-            client_id="processor",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.processor_chunk_size,
@@ -119,8 +119,7 @@ class Processor:
         self.consumer.subscribe([settings.kafka_topic_transactions], listener=_Rebalance(self))
         self.watchdog = Watchdog(self.consumer, settings, settings.processor_group)
         self.producer = KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            client_id="processor-outbox",
+            **client_options(settings, "processor-outbox"),
             acks="all",
             linger_ms=5,
         )

@@ -21,6 +21,7 @@ from kafka import KafkaProducer
 from sqlalchemy import Engine, text
 
 from config import get_settings
+from consumers.topics import client_options
 
 REPLAY_HEADER = "replay_of"
 
@@ -104,9 +105,7 @@ def replay(
 
 
 def make_producer(settings) -> KafkaProducer:
-    return KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, client_id="replay", acks="all"
-    )
+    return KafkaProducer(**client_options(settings, "replay"), acks="all")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,12 +27,21 @@ def wanted_topics(settings: Settings) -> dict[str, int]:
     }
 
 
-def admin_client(settings: Settings, **overrides) -> KafkaAdminClient:
-    options = {
+def client_options(settings: Settings, client_id: str) -> dict:
+    """Options every Kafka client of the system shares (consumers, producers, admin)."""
+    return {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
-        "client_id": "salesflow-admin",
-        "request_timeout_ms": 10_000,
+        "client_id": client_id,
+        # kafka-python backs off failed metadata refreshes up to this bound (30 s by default)
+        # and will not refresh sooner when asked. After a broker outage, consumers fetched
+        # nothing for up to half a minute once the broker was back (their positions wait
+        # for fresh leader epochs) and producers did not send. 1 s is the Java client's bound.
+        "reconnect_backoff_max_ms": 1000,
     }
+
+
+def admin_client(settings: Settings, **overrides) -> KafkaAdminClient:
+    options = client_options(settings, "salesflow-admin") | {"request_timeout_ms": 10_000}
     return KafkaAdminClient(**(options | overrides))
 
 

@@ -14,6 +14,7 @@ from kafka.partitioner import Partitioner
 
 from config import Settings
 from consumers.messages import Outgoing
+from consumers.topics import admin_client, client_options
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,7 @@ class Publisher:
                 timeout_ms = int(self.timeout * 1000)
                 try:
                     self._producer = KafkaProducer(
-                        bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                        client_id="collector",
+                        **client_options(self.settings, "collector"),
                         acks="all",
                         enable_idempotence=True,
                         linger_ms=5,
@@ -91,8 +91,8 @@ class Publisher:
         with self._admin_lock:
             try:
                 if self._admin is None:
-                    self._admin = KafkaAdminClient(
-                        bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                    self._admin = admin_client(
+                        self.settings,
                         client_id="collector-ready",
                         request_timeout_ms=int(self.timeout * 1000),
                     )
