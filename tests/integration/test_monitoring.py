@@ -25,6 +25,14 @@ def test_config_and_rules_pass_promtool():
     promtool("check", "rules", *map(str, sorted((PROMETHEUS / "rules").glob("*.yml"))))
 
 
+def test_alert_rules_pass_their_unit_tests():
+    """Rules with a behaviour worth pinning down have promtool unit tests (input series,
+    expected alerts) in monitoring/prometheus/tests/."""
+    tests = sorted((PROMETHEUS / "tests").glob("*.yml"))
+    assert tests
+    promtool("test", "rules", *map(str, tests))
+
+
 def test_every_alert_reads_a_metric_the_services_expose(settings):
     exposed = set()
     for port in (
