@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 
-.PHONY: help up down status test lint logs bench
+.PHONY: help up down status test lint logs bench bench-ingest
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -28,3 +28,6 @@ logs: ## follow every log file
 
 bench: ## benchmark the analytics API on a generated history (10 million rows by default)
 	@stack/up.sh >/dev/null && $(VENV)/bin/python bench/analytics.py $(ARGS)
+
+bench-ingest: ## load the running system with Locust: transactions accepted and stored per second
+	@stack/up.sh >/dev/null && $(VENV)/bin/python bench/ingestion.py $(ARGS)

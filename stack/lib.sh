@@ -43,7 +43,7 @@ install_python_env() {
     if [ ! -f "$VENV/.installed" ] || [ setup.cfg -nt "$VENV/.installed" ]; then
         say "installing Python dependencies"
         "$VENV/bin/pip" install -q --upgrade pip
-        "$VENV/bin/pip" install -q -e '.[test]'
+        "$VENV/bin/pip" install -q -e '.[test,bench]'
         touch "$VENV/.installed"
     fi
 }

@@ -35,6 +35,19 @@ class Crc32Partitioner(Partitioner):
         return partitions[zlib.crc32(serialized_key) % len(partitions)]
 
 
+def write_options() -> dict:
+    """How the collector's producer writes: acknowledged by every in-sync replica, without
+    duplicates on retry, in compressed batches."""
+    return {
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "batch_size": 256 * 1024,
+        "compression_type": "lz4",
+        "partitioner": Crc32Partitioner(),
+    }
+
+
 class Publisher:
     """One producer per process, created on first use (after gunicorn forks) and shared by
     the request threads: kafka-python's producer is thread-safe."""
@@ -55,12 +68,7 @@ class Publisher:
                 try:
                     self._producer = KafkaProducer(
                         **client_options(self.settings, "collector"),
-                        acks="all",
-                        enable_idempotence=True,
-                        linger_ms=5,
-                        batch_size=256 * 1024,
-                        compression_type="lz4",
-                        partitioner=Crc32Partitioner(),
+                        **write_options(),
                         max_block_ms=timeout_ms,
                         request_timeout_ms=max(timeout_ms, 1000),
                         delivery_timeout_ms=max(timeout_ms * 2, 5000),

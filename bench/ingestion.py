@@ -1,0 +1,240 @@
+"""Ingestion benchmark: how many transactions per second the running system accepts and
+stores, next to two ceilings measured in the same run on the same machine: kafka-python's
+producer alone writing the same messages, and PostgreSQL alone taking the same rows by COPY
+into a copy of the transactions table (same indexes). Prints a Markdown table.
+
+    make bench-ingest                                   # 8 users, batches of 1,000, 20 s
+    .venv/bin/python bench/ingestion.py --users 4 --seconds 30 --batch 500
+
+The load comes from Locust (bench/locustfile.py) against the collector that `make up`
+runs; every transaction it sends is new and valid, for products that exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import requests
+from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
+from tqdm import tqdm
+
+from config import PROJECT_ROOT, get_settings
+from consumers.messages import transaction_message
+from consumers.topics import admin_client, client_options
+from db.session import default_engine
+from web.ingestion.publisher import write_options
+
+BIN = Path(sys.executable).parent
+
+
+def accepted_so_far(settings) -> int:
+    """The collector's own count of transactions it answered 202 for (all its workers)."""
+    answer = requests.get(f"http://127.0.0.1:{settings.collector_port}/metrics", timeout=10)
+    answer.raise_for_status()
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            if sample.name == "collector_items_total" and sample.labels == {
+                "kind": "transaction",
+                "outcome": "accepted",
+            }:
+                return int(sample.value)
+    raise SystemExit("the collector exposes no collector_items_total: is it running?")
+
+
+def load(args, settings, products: list[str], run: str) -> tuple[int, float, float]:
+    """Runs Locust against the collector for the given time, watching the collector's
+    count four times a second. Returns the transactions accepted, the last moment before
+    the first of them, and the rate at which they came (between the first look that saw
+    some and the first look that saw all)."""
+    env = os.environ | {
+        "BENCH_RUN": run,
+        "BENCH_BATCH": str(args.batch),
+        "BENCH_PRODUCTS": ",".join(products),
+        "BENCH_API_KEY": settings.ingest_api_keys[0],
+    }
+    before = accepted_so_far(settings)
+    looked = time.monotonic()
+    start = first = last = None
+    count = counted_first = before
+    locust = subprocess.Popen(
+        [
+            str(BIN / "locust"),
+            "-f",
+            str(PROJECT_ROOT / "bench" / "locustfile.py"),
+            "--headless",
+            "--only-summary",
+            "--users",
+            str(args.users),
+            "--spawn-rate",
+            str(args.users),
+            "--run-time",
+            f"{args.seconds}s",
+            "--stop-timeout",
+            "30",
+            "--host",
+            f"http://127.0.0.1:{settings.collector_port}",
+            "--loglevel",
+            "WARNING",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,  # its summary goes to stderr; it exits 1 if a request failed
+    )
+    while True:
+        running = locust.poll() is None
+        now, now_count = time.monotonic(), accepted_so_far(settings)
+        if now_count != count:
+            if first is None:
+                start, first, counted_first = looked, now, now_count
+            last, count = now, now_count
+        looked = now
+        if not running:
+            break
+        time.sleep(0.25)
+    if first is None or last == first:
+        raise SystemExit("the collector accepted (almost) nothing: see Locust's summary above")
+    return count - before, start, (count - counted_first) / (last - first)
+
+
+def wait_stored(engine, run: str, after_id: int, expected: int, timeout: float) -> float:
+    """Waits until this run's `expected` transactions are stored; returns when (monotonic)."""
+    deadline = time.monotonic() + timeout
+    stored = 0
+    with tqdm(total=expected, desc="stored", unit="tx", file=sys.stderr) as bar:
+        while stored < expected:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {stored} of {expected} stored after {timeout:.0f}s")
+            time.sleep(0.2)
+            with engine.connect() as conn:
+                now_stored = conn.execute(
+                    text(
+                        "SELECT count(*) FROM transactions"
+                        " WHERE id > :id AND transaction_id LIKE :p"
+                    ),
+                    {"id": after_id, "p": f"{run}-%"},
+                ).scalar()
+            bar.update(now_stored - stored)
+            stored = now_stored
+    if stored != expected:
+        raise SystemExit(f"{stored} stored for {expected} accepted: see the collector's log")
+    return time.monotonic()
+
+
+def kafka_ceiling(settings, products: list[str], seconds: float) -> float:
+    """Messages per second kafka-python's producer alone writes, configured as the
+    collector's, with messages built as the collector builds them (to a scratch topic)."""
+    topic = f"bench-ceiling-{uuid.uuid4().hex[:8]}"
+    admin = admin_client(settings)
+    admin.create_topics(
+        {topic: {"num_partitions": settings.kafka_transactions_partitions}},
+        wait_for_metadata=True,
+    )
+    producer = KafkaProducer(**client_options(settings, "bench"), **write_options())
+    try:
+        now = datetime.now(UTC)
+        sent, started = 0, time.monotonic()
+        while time.monotonic() - started < seconds:
+            for i in range(1000):
+                item = {
+                    "transaction_id": f"ceiling-{sent + i}",
+                    "product_id": products[i % len(products)],
+                    "quantity": 1 + i % 5,
+                    "timestamp": now,
+                }
+                m = transaction_message(item, now)
+                producer.send(topic, key=m.key, value=m.value, headers=m.headers)
+            producer.flush()
+            sent += 1000
+        return sent / (time.monotonic() - started)
+    finally:
+        producer.close()
+        admin.delete_topics([topic])
+        admin.close()
+
+
+def postgres_ceiling(engine, products: list[str], rows: int) -> float:
+    """Rows per second PostgreSQL alone takes by COPY into a copy of the transactions
+    table with the same indexes (a temporary table; nothing is kept)."""
+    now = datetime.now(UTC).isoformat()
+    buffer = io.StringIO()
+    for i in range(rows):
+        buffer.write(
+            f"ceiling-{i}\t{products[i % len(products)]}\t1\t9.99\t9.99\t9.99\t{now}\t{now}"
+            f"\t0\t{i}\t\\\\x{i:064x}\n"
+        )
+    with engine.connect() as conn:
+        conn.execute(
+            text("CREATE TEMP TABLE ceiling (LIKE transactions INCLUDING ALL) ON COMMIT DROP")
+        )
+        cursor = conn.connection.cursor()
+        buffer.seek(0)
+        started = time.monotonic()
+        cursor.copy_expert(
+            "COPY ceiling (transaction_id, product_id, quantity, unit_price, list_amount,"
+            " total_amount, occurred_at, received_at, kafka_partition, kafka_offset,"
+            " content_hash) FROM STDIN",
+            buffer,
+        )
+        elapsed = time.monotonic() - started
+        conn.rollback()
+    return rows / elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=8, help="Locust users posting at once")
+    parser.add_argument("--batch", type=int, default=1000, help="transactions per request")
+    parser.add_argument("--seconds", type=int, default=20, help="how long the load lasts")
+    parser.add_argument("--products", type=int, default=200, help="products the load uses")
+    args = parser.parse_args(argv)
+
+    settings = get_settings()
+    engine = default_engine()
+    with engine.connect() as conn:
+        products = list(
+            conn.execute(
+                text("SELECT product_id FROM products ORDER BY product_id LIMIT :n"),
+                {"n": args.products},
+            ).scalars()
+        )
+        after_id = conn.execute(text("SELECT coalesce(max(id), 0) FROM transactions")).scalar()
+    if not products:
+        raise SystemExit("no products: run `make up` (it seeds the demo catalog) first")
+
+    run = f"bench-{uuid.uuid4().hex[:8]}"
+    print(f"load: {args.users} users, batches of {args.batch}, {args.seconds} s", file=sys.stderr)
+    accepted, start, taking = load(args, settings, products, run)
+    stored_at = wait_stored(engine, run, after_id, accepted, timeout=600)
+    end_to_end = accepted / (stored_at - start)
+    kafka = kafka_ceiling(settings, products, seconds=10)
+    postgres = postgres_ceiling(engine, products, rows=max(accepted, 100_000))
+
+    print("| figure | transactions/s | ceiling measured in the same run | share |")
+    print("|---|---|---|---|")
+    print(
+        f"| accepted by the collector ({accepted:,}) "
+        f"| {taking:,.0f} | kafka-python's producer alone, same messages: "
+        f"{kafka:,.0f} | {taking / kafka:.0%} |"
+    )
+    print(
+        f"| stored end to end (all {accepted:,} stored {stored_at - start:.1f} s after the "
+        "load began) "
+        f"| {end_to_end:,.0f} | PostgreSQL COPY alone, same table and indexes: {postgres:,.0f} "
+        f"| {end_to_end / postgres:.0%} |"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
