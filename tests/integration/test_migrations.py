@@ -92,3 +92,18 @@ def test_the_celery_broker_works_on_the_migrated_tables(database_url):
         queue.close()
     assert got == [1, 2]
     assert tables(database_url) == before
+
+
+def test_every_queue_the_app_routes_to_exists_after_migrating(database_url):
+    """kombu creates a missing queue row with a check and an insert that two processes
+    can race; the migrations create every queue the Celery app uses beforehand."""
+    from tasks.celery_app import app
+
+    routed = {app.conf.task_default_queue} | {
+        route["queue"] for route in app.conf.task_routes.values()
+    }
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        existing = set(conn.execute(text("SELECT name FROM kombu_queue")).scalars())
+    engine.dispose()
+    assert routed <= existing, routed - existing
