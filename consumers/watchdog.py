@@ -3,12 +3,13 @@
 kafka-python 3.0 was seen stopping in two ways, each without an error: a consumer started
 while the broker is still loading can hold no partitions while its group has no members
 at all; and a consumer holding its partitions can fetch nothing from them while messages
-wait (for half a minute after a broker outage, which `client_options` now prevents, and
-now and then just after joining a new topic, not yet explained). A service that exits is
-started again by its process manager (supervisord, Compose), and reads its uncommitted
-messages again. It leaves the group on the way out, so that its successor gets the
-partitions at once instead of after the session timeout. A spare consumer without
-partitions in a healthy group is left alone, and so is one whose own work is in flight.
+wait: for up to half a minute after a broker outage unless its metadata backoff is
+bounded (`client_options` bounds it), and now and then just after joining a new topic,
+for reasons not yet known. A service that exits is started again by its process manager
+(supervisord, Compose), and reads its uncommitted messages again. It leaves the group on
+the way out, so that its successor gets the partitions at once instead of after the
+session timeout. A spare consumer without partitions in a healthy group is left alone,
+and so is one whose own work is in flight.
 """
 
 from __future__ import annotations
