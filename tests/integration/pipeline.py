@@ -4,6 +4,7 @@ group, and real processor, Celery worker and beat processes; the collector runs 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -148,14 +149,18 @@ class Pipeline:
         process.wait(timeout=10)
 
     def stop(self, name: str) -> None:
+        """SIGTERM to the service's main process, as supervisord and Compose send it (sent
+        to a Celery worker's whole group, it kills the pool under the worker, which then
+        takes half a minute to stop); whatever is left of the group after it exits, or
+        after 30 s, is killed."""
         with self.lock:
             process = self.processes.pop(name)
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        process.wait(timeout=10)
 
     def log_tails(self, lines: int = 40) -> str:
         """The end of every process's output, for a failed test's report."""
