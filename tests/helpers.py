@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from config import PROJECT_ROOT, Settings
@@ -16,6 +18,13 @@ def example_settings(**overrides) -> Settings:
     """The settings as shipped in .env.example, with overrides (no .env, no environment)."""
     base = Settings(_env_file=PROJECT_ROOT / ".env.example")
     return base.model_copy(update=overrides)
+
+
+def service_environment(env_file: Path, **environment: str) -> dict[str, str]:
+    """The environment for a service started by a test: this process's, less any setting,
+    with the settings read from `env_file` and `environment` on top."""
+    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    return env | {"ENV_FILE": str(env_file)} | environment
 
 
 def wait_until(

@@ -21,7 +21,7 @@ from config import PROJECT_ROOT, Settings
 from consumers.topics import admin_client
 from db.session import make_engine
 from tests.conftest import create_database, drop_database
-from tests.helpers import example_settings, free_port, wait_until
+from tests.helpers import example_settings, free_port, service_environment, wait_until
 from web.ingestion.app import create_app
 
 BIN = Path(sys.executable).parent
@@ -64,10 +64,13 @@ class Pipeline:
             "high_value_threshold": 1000,
         } | overrides
         self.settings = example_settings(**values)
-        self.env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-        self.env["ENV_FILE"] = str(PROJECT_ROOT / ".env.example")
-        for name, value in values.items():
-            self.env[name.upper()] = ",".join(value) if isinstance(value, list) else str(value)
+        self.env = service_environment(
+            PROJECT_ROOT / ".env.example",
+            **{
+                name.upper(): ",".join(value) if isinstance(value, list) else str(value)
+                for name, value in values.items()
+            },
+        )
         self.engine = make_engine(self.database_url)
         self.client = create_app(self.settings).test_client()
         self.processes: dict[str, subprocess.Popen] = {}

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from config import PROJECT_ROOT, Settings, describe
+from tests.helpers import service_environment
 
 GOOD = {
     "DATABASE_URL": "postgresql+psycopg2://u:p@db.example:5432/sales",
@@ -113,11 +114,13 @@ def start(tmp_path, command: list[str], settings: dict[str, str], **environment:
     real environment variables (no other settings inherited); returns when it exits."""
     env_file = tmp_path / "env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
-    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-    env["ENV_FILE"] = str(env_file)
-    env |= environment
     return subprocess.run(
-        command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
+        command,
+        env=service_environment(env_file, **environment),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

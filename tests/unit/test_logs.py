@@ -1,13 +1,13 @@
 """Logging: JSON lines per service; the Kafka client's own level is a setting of its own."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from config import PROJECT_ROOT, Settings
+from config import PROJECT_ROOT
+from tests.helpers import service_environment
 
 SCRIPT = """
 import logging
@@ -20,9 +20,8 @@ for name in ("kafka.consumer.fetcher", "kombu.transport", "salesflow"):
 
 
 def logged(tmp_path, **env: str) -> set[tuple[str, str]]:
-    clean = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-    clean |= {"ENV_FILE": str(PROJECT_ROOT / ".env.example"), "LOG_DIR": str(tmp_path)} | env
-    subprocess.run([sys.executable, "-c", SCRIPT], env=clean, cwd=PROJECT_ROOT, check=True)
+    environment = service_environment(PROJECT_ROOT / ".env.example", LOG_DIR=str(tmp_path), **env)
+    subprocess.run([sys.executable, "-c", SCRIPT], env=environment, cwd=PROJECT_ROOT, check=True)
     lines = (tmp_path / "svc.log").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert all(r["service"] == "svc" for r in records)
