@@ -152,6 +152,9 @@ class Settings(BaseSettings):
     processor_chunk_size: int = Field(2000, ge=1, le=50_000)
     processor_max_inflight_chunks: int = Field(8, ge=1, le=1000)
     processor_chunk_timeout_seconds: float = Field(60.0, gt=0)
+    # Attempts a worker may start on a chunk, or fail, before it is given up (its
+    # messages are then rejected as chunk_failed, replayable).
+    processor_chunk_max_attempts: int = Field(5, ge=1, le=100)
     processor_metrics_port: Port = 9101
     worker_concurrency: int = Field(2, ge=1, le=64)
     worker_metrics_port: Port = 9102

@@ -22,6 +22,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
+import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
@@ -34,6 +35,7 @@ from consumers.messages import KIND_HEADER
 from consumers.outbox_relay import relay_outbox
 from consumers.topics import client_options
 from consumers.watchdog import Watchdog
+from db.rejections import Rejection, insert_rejections
 from db.session import default_engine
 from logs import configure_logging
 
@@ -44,6 +46,11 @@ CHUNKS_SENT = Counter("processor_chunks_sent_total", "Chunks handed to workers",
 for _attempt in ("first", "again"):
     CHUNKS_SENT.labels(_attempt).inc(0)
 MESSAGES = Counter("processor_messages_total", "Messages read from Kafka")
+FAILED = Counter(
+    "processor_chunks_failed_total",
+    "Chunks given up after PROCESSOR_CHUNK_MAX_ATTEMPTS; their messages were rejected",
+)
+FAILED.inc(0)
 COMMITTED = Counter("processor_messages_committed_total", "Messages whose offsets were committed")
 INFLIGHT = Gauge("processor_inflight_chunks", "Chunks handed out and not yet stored")
 EVENTS = Counter("processor_events_published_total", "Outbox events published to Kafka")
@@ -58,6 +65,8 @@ class Chunk:
     sent_at: float = 0.0
     attempts: int = 0
     finished: bool = False
+    # Failures the workers reported (ingest_chunks.failures) that were answered already.
+    failures_seen: int = 0
 
 
 @dataclass
@@ -190,23 +199,44 @@ class Processor:
         CHUNKS_SENT.labels("first" if chunk.attempts == 1 else "again").inc()
 
     def _check_chunks(self) -> None:
+        """Finished chunks may be committed; a chunk a worker failed is sent again after a
+        short backoff, one never taken up (a lost task) after the timeout, and one failed
+        or started PROCESSOR_CHUNK_MAX_ATTEMPTS times is given up."""
         pending = [c for c in self.tracker.chunks.values() if not c.finished]
         if pending:
             with self.engine.begin() as conn:
-                done = set(
-                    conn.execute(
+                state = {
+                    row.chunk_id: row
+                    for row in conn.execute(
                         text(
-                            "SELECT chunk_id FROM ingest_chunks"
-                            " WHERE chunk_id = ANY(:ids) AND finished_at IS NOT NULL"
+                            "SELECT chunk_id, finished_at IS NOT NULL AS finished, attempts,"
+                            " failures, last_error FROM ingest_chunks"
+                            " WHERE chunk_id = ANY(:ids)"
                         ),
                         {"ids": [c.chunk_id for c in pending]},
-                    ).scalars()
-                )
+                    )
+                }
             timeout = self.settings.processor_chunk_timeout_seconds
+            cap = self.settings.processor_chunk_max_attempts
+            now = time.monotonic()
             for chunk in pending:
-                if chunk.chunk_id in done:
+                row = state.get(chunk.chunk_id)
+                if row is not None and row.finished:
                     chunk.finished = True
-                elif time.monotonic() - chunk.sent_at > timeout:
+                    continue
+                attempts, failures = (row.attempts, row.failures) if row else (0, 0)
+                waited = now - chunk.sent_at
+                if failures >= cap or (attempts >= cap and waited > timeout):
+                    self._give_up(chunk, attempts, row.last_error if row else None)
+                elif failures > chunk.failures_seen:
+                    if waited > min(2.0 ** (failures - 1), timeout):
+                        logger.warning(
+                            "chunk failed in a worker; sending it again",
+                            extra={"chunk_id": str(chunk.chunk_id), "error": row.last_error},
+                        )
+                        chunk.failures_seen = failures
+                        self._send(chunk)
+                elif waited > timeout:
                     logger.warning(
                         "chunk not stored in time; sending it again",
                         extra={"chunk_id": str(chunk.chunk_id), "attempts": chunk.attempts},
@@ -214,6 +244,43 @@ class Processor:
                     self._send(chunk)
         self._commit()
         INFLIGHT.set(len(self.tracker.chunks))
+
+    def _give_up(self, chunk: Chunk, attempts: int, error: str | None) -> None:
+        """Records the chunk as failed and rejects each of its messages as chunk_failed
+        (raw bytes kept, replayable), so that the partitions move on past it."""
+        error = error or f"a worker started it {attempts} times and never finished it"
+        details = {"chunk_id": str(chunk.chunk_id), "attempts": attempts, "error": error}
+        rejections = []
+        for topic, partition, offset, kind, raw_b64 in chunk.items:
+            raw = base64.b64decode(raw_b64)
+            rejections.append(
+                Rejection(
+                    raw,
+                    "chunk_failed",
+                    "storage",
+                    kind,
+                    topic,
+                    partition,
+                    offset,
+                    details,
+                    transaction_id=_claimed_id(raw),
+                )
+            )
+        with self.engine.begin() as conn:
+            insert_rejections(conn.connection.cursor(), rejections)
+            conn.execute(
+                text(
+                    "UPDATE ingest_chunks SET failed_at = now(),"
+                    " last_error = coalesce(last_error, :error) WHERE chunk_id = :id"
+                ),
+                {"id": chunk.chunk_id, "error": error},
+            )
+        chunk.finished = True
+        FAILED.inc()
+        logger.error(
+            "chunk given up; its messages were rejected as chunk_failed",
+            extra={"chunk_id": str(chunk.chunk_id), "messages": len(chunk.items), **details},
+        )
 
     def _commit(self) -> None:
         offsets, done = self.tracker.committable()
@@ -226,8 +293,11 @@ class Processor:
         if done:
             COMMITTED.inc(sum(len(c.items) for c in done))
             with self.engine.begin() as conn:
+                # A failed chunk's row stays, as its record (purged by beat later).
                 conn.execute(
-                    text("DELETE FROM ingest_chunks WHERE chunk_id = ANY(:ids)"),
+                    text(
+                        "DELETE FROM ingest_chunks WHERE chunk_id = ANY(:ids) AND failed_at IS NULL"
+                    ),
                     {"ids": [c.chunk_id for c in done]},
                 )
 
@@ -253,6 +323,15 @@ class Processor:
 
     def stop(self, *_args) -> None:
         self.running = False
+
+
+def _claimed_id(raw: bytes):
+    """The transaction id a message claims, if it can be read, for looking it up later."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return body.get("transaction_id") if isinstance(body, dict) else None
 
 
 class _Rebalance(ConsumerRebalanceListener):

@@ -12,28 +12,29 @@ from __future__ import annotations
 
 import base64
 import logging
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import orjson
+import psycopg2.errors
 from psycopg2.extras import Json, execute_values
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from config import get_settings
-from consumers.messages import CENT, PRODUCT, TRANSACTION, content_hash
-from db.session import session_scope
+from consumers.messages import PRODUCT, TRANSACTION, content_hash
+from db import rules
+from db.rejections import Rejection, insert_rejections, printable
+from db.session import default_engine, session_scope
 from tasks.celery_app import app
 from tasks.events import add_to_outbox, high_value_sale
 from tasks.metrics import PRODUCTS, REJECTIONS, TRANSACTIONS
 
 logger = logging.getLogger(__name__)
 
-IDENTIFIER = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # A paid total may exceed price x quantity by rounding, never by more.
 AMOUNT_TOLERANCE = Decimal("0.01")
 
@@ -50,6 +51,8 @@ class Message:
     body: dict[str, Any] | None = None
     problem: str | None = None
     content_hash: bytes = b""
+    # The id the message claims, valid or not: rejections keep it for lookups.
+    claimed_id: Any = None
 
     @classmethod
     def from_task(cls, item: list) -> Message:
@@ -64,68 +67,59 @@ class Outcome:
     parked: int = 0
     rejected: int = 0
     products: int = 0
-    rejections: list[tuple[Message, str, dict]] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
 
-    def reject(self, message: Message, reason: str, details: dict | None = None) -> None:
+    def reject(
+        self, m: Message, reason: str, details: dict | None = None, stage: str = "processor"
+    ) -> None:
         self.rejected += 1
-        self.rejections.append((message, reason, details or {}))
+        self.rejections.append(
+            Rejection(
+                m.raw,
+                reason,
+                stage,
+                m.kind,
+                m.topic,
+                m.partition,
+                m.offset,
+                details or {},
+                transaction_id=m.claimed_id,
+                received_at=(m.body or {}).get("received_at"),
+            )
+        )
 
-
-def _decimal(value: Any, name: str) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise ValueError(f"{name} is not a decimal") from None
-    if not amount.is_finite() or amount < 0 or amount != amount.quantize(CENT):
-        raise ValueError(f"{name} must be a non-negative amount with 2 decimals")
-    return amount
+    def add(self, other: Outcome) -> None:
+        for name in ("stored", "duplicates", "parked", "rejected", "products"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.rejections += other.rejections
 
 
 def decode(message: Message) -> None:
-    """Parses and checks the message's shape; sets `problem` instead of raising."""
+    """Parses the message and applies the rules of `db/rules.py` (the collector's own), so
+    that everything a column would refuse is refused here, before SQL; sets `problem`
+    instead of raising."""
     try:
         body = orjson.loads(message.raw)
         if not isinstance(body, dict):
             raise ValueError("not a JSON object")
-        received = datetime.fromisoformat(body["received_at"])
+        message.claimed_id = body.get("transaction_id")
+        try:
+            received = rules.instant(body.pop("received_at", None))
+        except ValueError as exc:
+            raise ValueError(f"received_at {exc}") from None
         if message.kind == TRANSACTION:
-            if not IDENTIFIER.match(str(body["transaction_id"])) or not IDENTIFIER.match(
-                str(body["product_id"])
-            ):
-                raise ValueError("transaction_id or product_id is not a valid identifier")
-            quantity = body["quantity"]
-            if isinstance(quantity, bool) or not isinstance(quantity, int):
-                raise ValueError("quantity is not an integer")
-            if not 1 <= quantity <= 1_000_000:
-                raise ValueError("quantity out of range")
-            body["total_amount"] = _decimal(body.get("total_amount"), "total_amount")
-            body["timestamp"] = datetime.fromisoformat(body["timestamp"])
-            if body["timestamp"].tzinfo is None:
-                raise ValueError("timestamp has no offset")
+            checked = rules.transaction(body, received)
             message.content_hash = content_hash(
-                body
-                | {"total_amount": body["total_amount"], "timestamp": body["timestamp"].isoformat()}
+                checked | {"timestamp": checked["timestamp"].isoformat()}
             )
         elif message.kind == PRODUCT:
-            if not IDENTIFIER.match(str(body["product_id"])):
-                raise ValueError("product_id is not a valid identifier")
-            for name, limit in (("name", 200), ("category", 100)):
-                if not isinstance(body[name], str) or not 1 <= len(body[name]) <= limit:
-                    raise ValueError(f"{name} must be 1 to {limit} characters")
-                if "\x00" in body[name]:
-                    raise ValueError(f"{name} contains NUL")
-            body["price"] = _decimal(body["price"], "price")
-            if body["price"] is None:
-                raise ValueError("price is missing")
+            checked = rules.product(body)
         else:
             raise ValueError(f"unknown kind header {message.kind!r}")
-        body["received_at"] = received
-        message.body = body
-    except KeyError as exc:
-        message.problem = f"missing field {exc.args[0]!r}"
-    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        checked["received_at"] = received
+        message.body = checked
+    except (ValueError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
+        message.body = None
         message.problem = str(exc) or type(exc).__name__
 
 
@@ -312,37 +306,7 @@ def _park(session: Session, messages: list[Message], until: datetime) -> None:
 
 
 def record_rejections(session: Session, outcome: Outcome) -> None:
-    if not outcome.rejections:
-        return
-    rows = []
-    for m, reason, details in outcome.rejections:
-        txid = (m.body or {}).get("transaction_id")
-        received = (m.body or {}).get("received_at")
-        rows.append(
-            (
-                txid if isinstance(txid, str) else None,
-                m.raw,
-                reason,
-                Json(details),
-                "processor",
-                m.kind,
-                m.topic,
-                m.partition,
-                m.offset,
-                received if isinstance(received, datetime) else None,
-            )
-        )
-    cursor = session.connection().connection.cursor()
-    execute_values(
-        cursor,
-        """
-        INSERT INTO rejected_transactions (transaction_id, raw_payload, reason, details, stage,
-            kind, kafka_topic, kafka_partition, kafka_offset, received_at)
-        VALUES %s
-        ON CONFLICT ON CONSTRAINT uq_rejected_transactions_source DO NOTHING
-        """,
-        rows,
-    )
+    insert_rejections(session.connection().connection.cursor(), outcome.rejections)
 
 
 def process_messages(session: Session, messages: list[Message], now: datetime) -> Outcome:
@@ -401,37 +365,125 @@ def count_outcome(outcome: Outcome) -> None:
     for name in ("stored", "duplicates", "parked"):
         TRANSACTIONS.labels(name.removesuffix("s")).inc(getattr(outcome, name))
     TRANSACTIONS.labels("rejected").inc(outcome.rejected)
-    for _, reason, _ in outcome.rejections:
-        REJECTIONS.labels(reason).inc()
+    for rejection in outcome.rejections:
+        REJECTIONS.labels(rejection.reason).inc()
     PRODUCTS.inc(outcome.products)
+
+
+# Errors that say the database is busy or gone, not that the messages are wrong: the
+# chunk fails whole and is tried again.
+TRANSIENT = (
+    psycopg2.errors.QueryCanceled,
+    psycopg2.errors.DeadlockDetected,
+    psycopg2.errors.SerializationFailure,
+    psycopg2.errors.LockNotAvailable,
+    psycopg2.errors.AdminShutdown,
+    psycopg2.errors.CannotConnectNow,
+)
+
+
+def database_error(exc: BaseException) -> dict[str, str]:
+    """The database's own words (and SQLSTATE) for a rejection's details."""
+    orig = getattr(exc, "orig", None) or exc
+    error = (getattr(orig, "pgerror", None) or str(orig) or type(orig).__name__).strip()
+    details = {"error": printable(error.removeprefix("ERROR:").strip())}
+    if getattr(orig, "pgcode", None):
+        details["sqlstate"] = orig.pgcode
+    return details
+
+
+def _answers(session: Session) -> bool:
+    try:
+        session.execute(text("SELECT 1"))
+        return True
+    except Exception:  # any failure means the connection is unusable
+        return False
+
+
+def process_isolating(session: Session, messages: list[Message], now: datetime) -> Outcome:
+    """process_messages, with poison isolated: when the database refuses part of a chunk,
+    that part is halved (each half in a savepoint) until each message it refuses is alone;
+    those are rejected at stage `storage` with the database's error, and the rest is
+    stored. A chunk with one such message costs about twice its normal work."""
+    try:
+        with session.begin_nested():
+            return process_messages(session, messages, now)
+    except Exception as exc:
+        # A connection that still answers after the savepoint's rollback means the data
+        # was refused (whatever the error's class: an index row too large is an
+        # OperationalError too); one that does not means the chunk is tried again later.
+        if isinstance(getattr(exc, "orig", exc), TRANSIENT) or not _answers(session):
+            raise
+        if len(messages) == 1:
+            logger.warning(
+                "message refused by the database; rejected",
+                extra={"offset": messages[0].offset, **database_error(exc)},
+            )
+            outcome = Outcome()
+            outcome.reject(messages[0], "storage_error", database_error(exc), stage="storage")
+            record_rejections(session, outcome)
+            return outcome
+        half = len(messages) // 2
+        outcome = process_isolating(session, messages[:half], now)
+        outcome.add(process_isolating(session, messages[half:], now))
+        return outcome
+
+
+def _note_attempt(chunk_id: uuid.UUID, *, error: BaseException | None = None) -> None:
+    """Counts an attempt on the chunk's row (or its failure, with the error), in a
+    transaction of its own: the processor gives a chunk up after
+    PROCESSOR_CHUNK_MAX_ATTEMPTS, and re-sends a failed one without waiting for the
+    timeout. Best effort: losing a count to a crash is harmless."""
+    sql = (
+        "UPDATE ingest_chunks SET attempts = attempts + 1 WHERE chunk_id = :id"
+        if error is None
+        else "UPDATE ingest_chunks SET failures = failures + 1, last_error = :error"
+        " WHERE chunk_id = :id"
+    )
+    try:
+        with default_engine().begin() as conn:
+            conn.execute(text("SET LOCAL synchronous_commit = off"))
+            conn.execute(
+                text(sql),
+                {"id": chunk_id, "error": error and database_error(error)["error"]},
+            )
+    except Exception:  # the database may be what failed
+        logger.warning("could not count the chunk's attempt", exc_info=True)
 
 
 @app.task(name="ingest.store_chunk")
 def store_chunk(chunk_id: str, items: list[list]) -> dict:
     """Stores one chunk and marks it finished, in one database transaction."""
     messages = [Message.from_task(item) for item in items]
-    with session_scope() as session:
-        outcome = process_messages(session, messages, datetime.now(UTC))
-        session.execute(
-            text(
-                # An upsert: the row may have been purged as stale while this chunk
-                # waited, and its processor still needs to see it finished.
-                "INSERT INTO ingest_chunks AS c (chunk_id, messages, finished_at, stored,"
-                " duplicates, rejected, parked)"
-                " VALUES (:chunk_id, :messages, now(), :stored, :duplicates, :rejected, :parked)"
-                " ON CONFLICT (chunk_id) DO UPDATE SET finished_at = now(),"
-                " stored = EXCLUDED.stored, duplicates = EXCLUDED.duplicates,"
-                " rejected = EXCLUDED.rejected, parked = EXCLUDED.parked"
-            ),
-            {
-                "chunk_id": uuid.UUID(chunk_id),
-                "messages": len(messages),
-                "stored": outcome.stored,
-                "duplicates": outcome.duplicates,
-                "rejected": outcome.rejected,
-                "parked": outcome.parked,
-            },
-        )
+    chunk = uuid.UUID(chunk_id)
+    _note_attempt(chunk)
+    try:
+        with session_scope() as session:
+            outcome = process_isolating(session, messages, datetime.now(UTC))
+            session.execute(
+                text(
+                    # An upsert: the row may have been purged as stale while this chunk
+                    # waited, and its processor still needs to see it finished.
+                    "INSERT INTO ingest_chunks AS c (chunk_id, messages, finished_at, stored,"
+                    " duplicates, rejected, parked)"
+                    " VALUES (:chunk_id, :messages, now(), :stored, :duplicates, :rejected,"
+                    " :parked)"
+                    " ON CONFLICT (chunk_id) DO UPDATE SET finished_at = now(),"
+                    " stored = EXCLUDED.stored, duplicates = EXCLUDED.duplicates,"
+                    " rejected = EXCLUDED.rejected, parked = EXCLUDED.parked"
+                ),
+                {
+                    "chunk_id": chunk,
+                    "messages": len(messages),
+                    "stored": outcome.stored,
+                    "duplicates": outcome.duplicates,
+                    "rejected": outcome.rejected,
+                    "parked": outcome.parked,
+                },
+            )
+    except Exception as exc:
+        _note_attempt(chunk, error=exc)
+        raise
     count_outcome(outcome)
     logger.info(
         "chunk stored",

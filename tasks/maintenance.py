@@ -76,15 +76,19 @@ def purge_broker() -> int:
 
 @app.task(name="maintenance.purge_chunks")
 def purge_chunks() -> int:
-    """Deletes chunk records older than an hour.
+    """Deletes chunk records older than an hour, and failed ones after 30 days.
 
     A processor deletes its own once their offsets are committed; one that was killed
     leaves its records behind (its messages were read again by its successor). A
-    chunk still being retried and finished later simply writes its record again.
+    chunk still being retried and finished later simply writes its record again. A
+    failed chunk's record stays longer: it says why its messages were rejected.
     """
     with session_scope() as session:
         deleted = session.execute(
-            text("DELETE FROM ingest_chunks WHERE created_at < now() - interval '1 hour'")
+            text(
+                "DELETE FROM ingest_chunks WHERE created_at < now() - interval '1 hour'"
+                " AND (failed_at IS NULL OR failed_at < now() - interval '30 days')"
+            )
         ).rowcount
     if deleted:
         logger.info("purged stale chunk records", extra={"deleted": deleted})

@@ -2,6 +2,8 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from db.rejections import REASONS
+
 TASKS = Counter("celery_tasks_total", "Finished task runs", ["task", "outcome"])
 TASK_SECONDS = Histogram(
     "celery_task_duration_seconds",
@@ -18,12 +20,7 @@ REJECTIONS = Counter("ingest_rejections_total", "Rejected messages, by reason", 
 # Every series exists from the start (at 0), so that rates and alerts see its first change.
 for _outcome in ("stored", "duplicate", "parked", "rejected"):
     TRANSACTIONS.labels(_outcome).inc(0)
-for _reason in (
-    "duplicate_conflict",
-    "amount_above_list_price",
-    "unknown_product",
-    "malformed_message",
-):
+for _reason in REASONS:
     REJECTIONS.labels(_reason).inc(0)
 PRODUCTS = Counter("ingest_products_total", "Product versions applied to the catalog")
 ROLLUP_ROWS = Counter("rollup_rows_total", "Transactions added to the rollups")

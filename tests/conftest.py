@@ -66,7 +66,8 @@ def drop_database(admin_engine: Engine, name: str) -> None:
 @pytest.fixture(scope="session")
 def migrated_template(settings: Settings, admin_engine: Engine) -> Iterator[str]:
     """A database migrated to head once per run; each test copies it (fast) instead of migrating."""
-    name = "salesflow_test_template"
+    # Named after this run, so that two test runs on one server do not share it.
+    name = f"salesflow_test_template_{uuid.uuid4().hex[:8]}"
     create_database(admin_engine, name)
     command.upgrade(alembic_config(_database_url(settings, name)), "head")
     yield name
@@ -96,7 +97,8 @@ def module_database_url(
     request, settings: Settings, admin_engine: Engine, migrated_template: str
 ) -> Iterator[str]:
     """A database at the head revision shared by one test module, dropped afterwards."""
-    name = f"salesflow_test_{request.module.__name__.rsplit('.', 1)[-1]}"
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    name = f"salesflow_test_{module}_{uuid.uuid4().hex[:8]}"
     create_database(admin_engine, name, template=migrated_template)
     yield _database_url(settings, name)
     drop_database(admin_engine, name)

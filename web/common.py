@@ -10,11 +10,14 @@ from collections.abc import Callable
 from decimal import Decimal
 from http import HTTPStatus
 
+import flask_smorest
 import orjson
 from flask import Blueprint, Flask, current_app, jsonify, request
 from flask.json.provider import JSONProvider
 from flask_smorest import Api, abort
 from swagger_ui_bundle import swagger_ui_path
+from webargs import core
+from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import HTTPException
 
 API_KEY_SCHEME = "ApiKeyAuth"
@@ -36,6 +39,32 @@ def _default(value):
     if isinstance(value, Decimal):
         return float(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def parse_json_body(data: bytes):
+    """Every JSON body of both APIs is read here, single items and batches alike: orjson
+    refuses what cannot be represented (nesting deeper than 1024, numbers beyond a double,
+    NaN, invalid UTF-8) with a message, and each refusal is a 422 naming the body."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        problem = f"The body is not valid JSON ({exc}); send one JSON object."
+        abort(422, message=problem, errors={"json": {"_body": [problem]}})
+
+
+class JsonBodyParser(FlaskParser):
+    """webargs with the APIs' one JSON reader (webargs' own, the standard library's,
+    fails with a server error on deep nesting and integers of thousands of digits)."""
+
+    def _raw_load_json(self, req):
+        data = req.get_data(cache=True)
+        if not is_json_request(req) or not data:
+            return core.missing
+        return parse_json_body(data)
+
+
+class ApiBlueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = JsonBodyParser()
 
 
 def create_api(
@@ -99,7 +128,9 @@ def client_error(error: HTTPException):
     errors = data.get("messages") or data.get("errors")
     if errors:
         body["errors"] = errors
-    return jsonify(body), error.code, data.get("headers") or {}
+    # The error's own headers (Allow on a 405) and those given to abort().
+    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+    return jsonify(body), error.code, headers | (data.get("headers") or {})
 
 
 def require_api_key(blueprint: Blueprint, config_key: str, *, optional: bool = False) -> None:

@@ -4,7 +4,7 @@ for their product."""
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Uuid
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Text, Uuid
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -26,6 +26,12 @@ class IngestChunk(Base):
     messages: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[CreatedAt]
     finished_at: Mapped[Timestamp | None]
+    # Attempts workers started, those that ended in an error and the last error, and
+    # when the processor gave the chunk up (its messages are then rejected, never dropped).
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    failures: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failed_at: Mapped[Timestamp | None]
     stored: Mapped[int | None] = mapped_column(Integer)
     duplicates: Mapped[int | None] = mapped_column(Integer)
     rejected: Mapped[int | None] = mapped_column(Integer)

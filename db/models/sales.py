@@ -77,7 +77,7 @@ class RejectedTransaction(Base):
 
     __tablename__ = "rejected_transactions"
     __table_args__ = (
-        CheckConstraint("stage IN ('consumer', 'processor')", name="stage_known"),
+        CheckConstraint("stage IN ('consumer', 'processor', 'storage')", name="stage_known"),
         CheckConstraint("status IN ('open', 'replayed')", name="status_known"),
         # A Kafka message is rejected once, however often its chunk is processed.
         UniqueConstraint(

@@ -4,8 +4,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from marshmallow import ValidationError
 
+from db import rules
 from web.ingestion.schemas import ProductSchema, TransactionSchema
 
 VALID = {
@@ -125,7 +128,28 @@ def test_timestamp_bounds():
     assert load(timestamp=soon.isoformat())["timestamp"] == soon
     later = datetime.now(UTC) + timedelta(minutes=6)
     assert "5 minutes in the future" in error(timestamp=later.isoformat())["timestamp"][0]
-    assert error(timestamp="yesterday")["timestamp"] == ["Not a valid datetime."]
+    assert "ISO 8601" in error(timestamp="yesterday")["timestamp"][0]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("9999-12-31T23:59:59-05:00", "before 2100-01-01"),
+        ("9999-12-31T23:59:59+05:00", "before 2100-01-01"),
+        ("0001-01-01T00:00:00+05:00", "before 2000-01-01"),
+        ("0001-01-01T00:00:00-05:00", "before 2000-01-01"),
+        ("2100-01-01T00:00:00Z", "before 2100-01-01"),
+    ],
+)
+def test_timestamps_at_the_ends_of_the_calendar_are_refused_not_overflowed(value, message):
+    assert message in error(timestamp=value)["timestamp"][0]
+
+
+@pytest.mark.parametrize("value", ["x\n", "A" * 64 + "\n", "\nx", "x\r\n", "x\x00"])
+def test_identifiers_are_matched_whole(value):
+    value = value.encode().decode("unicode_escape")
+    assert "transaction_id" in error(transaction_id=value)
+    assert "product_id" in error(product_id=value)
 
 
 def test_unknown_and_missing_fields():
@@ -164,3 +188,30 @@ def test_product_accepted_at_its_bounds():
         {**PRODUCT, "name": "x" * 200, "category": "y" * 100, "price": "9999999999.99"}
     )
     assert item["price"] == Decimal("9999999999.99")
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(field=st.sampled_from(sorted(VALID)), value=JSON_VALUES)
+def test_any_json_value_in_any_field_is_accepted_or_refused_with_a_message(field, value):
+    """No value, however odd, makes validation raise anything but a field's message."""
+    try:
+        load(**{field: value})
+    except ValidationError as exc:
+        assert all(isinstance(m, str) and m for m in exc.messages[field])
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.dictionaries(st.sampled_from([*VALID, "received_at", "x"]), JSON_VALUES))
+def test_the_worker_rules_refuse_with_value_error_only(body):
+    received = datetime.now(UTC)
+    try:
+        rules.transaction(body, received)
+    except ValueError as exc:
+        assert str(exc)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from kafka.errors import KafkaError
 from marshmallow import Schema, fields, validate, validates_schema
 from marshmallow import ValidationError as SchemaError
 
 from consumers.replay import list_rejected, replay
-from web.common import ADMIN_KEY_SCHEME, require_api_key
+from db.rejections import REASONS
+from web.common import ADMIN_KEY_SCHEME, ApiBlueprint, require_api_key
 from web.ingestion.publisher import KafkaUnavailable
 
-blp = Blueprint(
+blp = ApiBlueprint(
     "admin",
     __name__,
     url_prefix="/api/v1/rejected",
@@ -21,12 +22,7 @@ blp = Blueprint(
 )
 require_api_key(blp, "ADMIN_API_KEYS")
 SECURITY = [{ADMIN_KEY_SCHEME: []}]
-REASONS = [
-    "unknown_product",
-    "amount_above_list_price",
-    "duplicate_conflict",
-    "malformed_message",
-]
+MAX_ID = 2**63 - 1  # rejected_transactions.id is a bigint
 
 
 class RejectedQuery(Schema):
@@ -57,7 +53,10 @@ class RejectedList(Schema):
 
 
 class ReplayRequest(Schema):
-    ids = fields.List(fields.Integer(), validate=validate.Length(min=1, max=10_000))
+    ids = fields.List(
+        fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID)),
+        validate=validate.Length(min=1, max=10_000),
+    )
     reason = fields.String(validate=validate.OneOf(REASONS))
 
     @validates_schema

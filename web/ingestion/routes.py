@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import orjson
 from flask import current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import Schema, ValidationError
 from prometheus_client import Counter
 
 from consumers.messages import Outgoing, product_message, transaction_message
-from web.common import API_KEY_SCHEME, require_api_key
+from web.common import API_KEY_SCHEME, ApiBlueprint, parse_json_body, require_api_key
 from web.ingestion.publisher import KafkaUnavailable
 from web.ingestion.schemas import (
     PRODUCT_EXAMPLE,
@@ -25,7 +24,7 @@ from web.ingestion.schemas import (
     TransactionSchema,
 )
 
-blp = Blueprint(
+blp = ApiBlueprint(
     "ingestion",
     __name__,
     url_prefix="/api/v1",
@@ -62,10 +61,7 @@ def publish(messages: list[Outgoing], kind: str) -> None:
 
 def validate_batch(key: str, schema: Schema) -> tuple[list[dict], list[dict]]:
     """Splits a batch into valid items and per-item errors (valid ones go on regardless)."""
-    try:
-        body = orjson.loads(request.get_data())
-    except orjson.JSONDecodeError as exc:
-        abort(400, message=f"The body is not valid JSON ({exc}); send a JSON object.")
+    body = parse_json_body(request.get_data())
     if not isinstance(body, dict) or set(body) != {key} or not isinstance(body[key], list):
         abort(422, message=f'The body must be {{"{key}": [...]}} with nothing else.')
     items = body[key]

@@ -1,13 +1,9 @@
 """Request and response bodies of the Data Collector API."""
 
-from decimal import Decimal
-
 from marshmallow import RAISE, Schema, fields
 
-from web.fields import Identifier, Money, SaleTime, StrictInteger, Text
-
-MAX_PRICE = Decimal("9999999999.99")
-MAX_AMOUNT = MAX_PRICE * 1_000_000
+from db.rules import CATEGORY_MAX, MAX_AMOUNT, MAX_PRICE, NAME_MAX
+from web.fields import Identifier, Money, Quantity, SaleTime, Text
 
 
 class TransactionSchema(Schema):
@@ -18,7 +14,7 @@ class TransactionSchema(Schema):
         required=True, metadata={"description": "Your unique id; sending it again is harmless."}
     )
     product_id = Identifier(required=True)
-    quantity = StrictInteger(1, 1_000_000, required=True)
+    quantity = Quantity(required=True)
     total_amount = Money(
         MAX_AMOUNT,
         load_default=None,
@@ -47,8 +43,8 @@ class ProductSchema(Schema):
         unknown = RAISE
 
     product_id = Identifier(required=True)
-    name = Text(200, required=True)
-    category = Text(100, required=True)
+    name = Text(NAME_MAX, required=True)
+    category = Text(CATEGORY_MAX, required=True)
     price = Money(MAX_PRICE, required=True)
 
 
