@@ -22,7 +22,9 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
+import kombu.exceptions
 import orjson
+import sqlalchemy.exc
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
@@ -55,6 +57,15 @@ COMMITTED = Counter("processor_messages_committed_total", "Messages whose offset
 INFLIGHT = Gauge("processor_inflight_chunks", "Chunks handed out and not yet stored")
 EVENTS = Counter("processor_events_published_total", "Outbox events published to Kafka")
 RELAY_INTERVAL = 1.0
+# A chunk no worker has started this long after it was sent, and whose task is not in the
+# broker's queue, is lost.
+LOST_AFTER = 3.0
+# PostgreSQL not answering: the chunks' records and Celery's broker both live there.
+DATABASE_ERRORS = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    kombu.exceptions.OperationalError,
+)
 
 
 @dataclass
@@ -67,6 +78,11 @@ class Chunk:
     finished: bool = False
     # Failures the workers reported (ingest_chunks.failures) that were answered already.
     failures_seen: int = 0
+    # Attempts workers started (ingest_chunks.attempts), last seen and when last sent.
+    starts_seen: int = 0
+    starts_at_send: int = 0
+    # Sending failed (the broker's database did not answer): send as soon as it does.
+    unsent: bool = False
 
 
 @dataclass
@@ -110,6 +126,7 @@ class Processor:
 
         self.settings = settings
         self.store_chunk = store_chunk
+        self.queue = store_chunk.app.conf.task_default_queue
         self.engine = default_engine()
         self.tracker = Tracker()
         self.running = True
@@ -133,6 +150,9 @@ class Processor:
             linger_ms=5,
         )
         self.last_relay = 0.0
+        # Records read from Kafka whose chunk could not be recorded yet (database down).
+        self.backlog: list = []
+        self.database_down_since: float | None = None
 
     def _wait_for_topic(self, topic: str, seconds: float = 60) -> None:
         """Joins the group only once the topic's partitions are known.
@@ -153,16 +173,45 @@ class Processor:
     def run(self) -> None:
         logger.info("processor started", extra={"topic": self.settings.kafka_topic_transactions})
         while self.running:
-            self._flow_control()
-            batch = self.consumer.poll(timeout_ms=100)
-            records = [r for rs in batch.values() for r in rs]
-            if records:
-                self.watchdog.read()
-                self._send(self._new_chunk(records))
-            self._check_chunks()
-            self._relay()
-            self.watchdog.check(busy=bool(self.tracker.chunks))
+            try:
+                self._step()
+            except DATABASE_ERRORS as exc:
+                self._wait_for_database(exc)
         self._drain()
+
+    def _step(self) -> None:
+        self._flow_control()
+        batch = self.consumer.poll(timeout_ms=100)
+        records = [r for rs in batch.values() for r in rs]
+        if records:
+            MESSAGES.inc(len(records))
+            self.watchdog.read()
+            # (Paused partitions fetch nothing, but a rebalance resumes what it assigns.)
+            self.backlog.extend(records)
+        if self.backlog:
+            chunk = self._new_chunk(self.backlog)
+            self.backlog = []
+            self._send(chunk)
+        self._check_chunks()
+        self._relay()
+        if self.database_down_since is not None:
+            logger.info(
+                "database answers again",
+                extra={"seconds": round(time.monotonic() - self.database_down_since, 1)},
+            )
+            self.database_down_since = None
+        self.watchdog.check(busy=bool(self.tracker.chunks or self.backlog))
+
+    def _wait_for_database(self, exc: Exception) -> None:
+        """PostgreSQL (the chunks' records and Celery's broker) does not answer: read
+        nothing more, keep the group membership by polling, and try again in a second.
+        Records already read wait in the backlog; chunks whose task could not be sent are
+        sent as soon as the database answers."""
+        if self.database_down_since is None:
+            self.database_down_since = time.monotonic()
+            logger.warning("database unavailable; waiting for it", extra={"error": str(exc)})
+        self.consumer.pause(*self.consumer.assignment())
+        self.consumer.poll(timeout_ms=1000)
 
     def _relay(self) -> None:
         if time.monotonic() - self.last_relay < RELAY_INTERVAL:
@@ -173,7 +222,6 @@ class Processor:
             EVENTS.inc(relay_outbox(self.engine, self.producer))
 
     def _new_chunk(self, records) -> Chunk:
-        MESSAGES.inc(len(records))
         last: dict[TopicPartition, int] = {}
         items = []
         for r in records:
@@ -193,15 +241,47 @@ class Processor:
         return chunk
 
     def _send(self, chunk: Chunk) -> None:
+        chunk.unsent = True
+        # The task id names the chunk and the attempt, so that its broker message can be
+        # found (see _lost).
+        self.store_chunk.apply_async(
+            args=[str(chunk.chunk_id), chunk.items],
+            task_id=f"{chunk.chunk_id}.{chunk.attempts + 1}",
+        )
+        chunk.unsent = False
         chunk.attempts += 1
         chunk.sent_at = time.monotonic()
-        self.store_chunk.apply_async(args=[str(chunk.chunk_id), chunk.items])
+        chunk.starts_at_send = chunk.starts_seen
         CHUNKS_SENT.labels("first" if chunk.attempts == 1 else "again").inc()
 
+    def _lost(self, suspects: list[Chunk]) -> set[uuid.UUID]:
+        """Of chunks no worker started since they were sent, those whose task is not
+        waiting in the broker either: lost (seen when PostgreSQL restarted under a
+        worker that had fetched the task), to be sent again at once."""
+        if not suspects:
+            return set()
+        with self.engine.begin() as conn:
+            waiting = set(
+                conn.execute(
+                    text(
+                        "SELECT t.id FROM unnest(CAST(:ids AS text[])) AS t(id) WHERE EXISTS ("
+                        " SELECT 1 FROM kombu_message m JOIN kombu_queue q ON q.id = m.queue_id"
+                        " WHERE q.name = :queue AND m.visible"
+                        " AND position(t.id IN m.payload) > 0)"
+                    ),
+                    {
+                        "ids": [f"{c.chunk_id}.{c.attempts}" for c in suspects],
+                        "queue": self.queue,
+                    },
+                ).scalars()
+            )
+        return {c.chunk_id for c in suspects if f"{c.chunk_id}.{c.attempts}" not in waiting}
+
     def _check_chunks(self) -> None:
-        """Finished chunks may be committed; a chunk a worker failed is sent again after a
-        short backoff, one never taken up (a lost task) after the timeout, and one failed
-        or started PROCESSOR_CHUNK_MAX_ATTEMPTS times is given up."""
+        """Finished chunks may be committed. A chunk whose task could not be sent, or was
+        lost, is sent (again) at once; one a worker failed after a short backoff; one
+        started and not finished after the timeout; and one failed or started
+        PROCESSOR_CHUNK_MAX_ATTEMPTS times is given up."""
         pending = [c for c in self.tracker.chunks.values() if not c.finished]
         if pending:
             with self.engine.begin() as conn:
@@ -220,13 +300,34 @@ class Processor:
             cap = self.settings.processor_chunk_max_attempts
             now = time.monotonic()
             for chunk in pending:
+                if (row := state.get(chunk.chunk_id)) is not None:
+                    chunk.starts_seen = row.attempts
+            lost = self._lost(
+                [
+                    c
+                    for c in pending
+                    if not c.unsent
+                    and c.starts_seen <= c.starts_at_send
+                    and now - c.sent_at > LOST_AFTER
+                    and not getattr(state.get(c.chunk_id), "finished", False)
+                ]
+            )
+            for chunk in pending:
                 row = state.get(chunk.chunk_id)
                 if row is not None and row.finished:
                     chunk.finished = True
                     continue
                 attempts, failures = (row.attempts, row.failures) if row else (0, 0)
                 waited = now - chunk.sent_at
-                if failures >= cap or (attempts >= cap and waited > timeout):
+                if chunk.unsent:
+                    self._send(chunk)
+                elif chunk.chunk_id in lost:
+                    logger.warning(
+                        "chunk's task lost (neither started nor waiting); sending it again",
+                        extra={"chunk_id": str(chunk.chunk_id), "attempts": chunk.attempts},
+                    )
+                    self._send(chunk)
+                elif failures >= cap or (attempts >= cap and waited > timeout):
                     self._give_up(chunk, attempts, row.last_error if row else None)
                 elif failures > chunk.failures_seen:
                     if waited > min(2.0 ** (failures - 1), timeout):
@@ -304,7 +405,8 @@ class Processor:
     def _flow_control(self) -> None:
         """Stops fetching while too many chunks are in flight; polling goes on (heartbeats)."""
         assigned = self.consumer.assignment()
-        if len(self.tracker.chunks) >= self.settings.processor_max_inflight_chunks:
+        full = len(self.tracker.chunks) >= self.settings.processor_max_inflight_chunks
+        if full or self.backlog:
             self.consumer.pause(*assigned)
         else:
             self.consumer.resume(*assigned)

@@ -33,7 +33,8 @@ def alembic_config(database_url: str) -> Config:
 def admin_engine(settings: Settings) -> Iterator[Engine]:
     """Connected to the server's maintenance database, to create and drop test databases."""
     url = settings.database.set(database="postgres")
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    # pool_pre_ping: a test may restart the server under it (tests/integration/test_faults.py).
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     yield engine
     engine.dispose()
 

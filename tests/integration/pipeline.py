@@ -74,6 +74,7 @@ class Pipeline:
         self.engine = make_engine(self.database_url)
         self.client = create_app(self.settings).test_client()
         self.processes: dict[str, subprocess.Popen] = {}
+        self.restarts: dict[str, int] = {}
         self.lock = threading.Lock()
         self.keeper: threading.Thread | None = None
         self.closed = False
@@ -82,6 +83,8 @@ class Pipeline:
     def command(self, name: str) -> list[str]:
         if name.startswith("processor"):
             return [sys.executable, "-m", "consumers.processor"]
+        if name == "collector":  # on COLLECTOR_PORT, as the stack runs it
+            return [str(BIN / "gunicorn"), "--config", "web/ingestion/gunicorn_conf.py"]
         if name.startswith("notifier"):
             return [sys.executable, "-m", "consumers.notifier"]
         if name.startswith("worker"):
@@ -136,11 +139,13 @@ class Pipeline:
         )
 
     def _restart_on_request(self) -> None:
-        """Does what the process manager does for a service whose watchdog exits (code 3)."""
+        """Does what the process manager does for a service that exits by itself (its
+        watchdog's code 3, or a crash): starts it again. Counted in `restarts`."""
         while not self.closed:
             with self.lock:
                 for name, process in list(self.processes.items()):
-                    if process.poll() == 3:
+                    if process.poll() is not None:
+                        self.restarts[name] = self.restarts.get(name, 0) + 1
                         self._spawn(name)
             time.sleep(0.5)
 
