@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import psycopg2
 import pytest
 import requests
+from sqlalchemy import text
 
 from tests.fake_telegram import CHAT_ID, TOKEN, FakeTelegram
 from tests.helpers import free_port, wait_until
@@ -271,3 +272,22 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=1).status_code == 200
     except requests.RequestException:
         return False
+
+
+def test_a_lost_task_is_sent_again_in_seconds_not_at_the_timeout(pipeline):
+    """The broker loses a chunk's task (as when PostgreSQL went down under a worker that
+    had fetched it): the processor sees it neither started nor waiting, and sends it again
+    long before PROCESSOR_CHUNK_TIMEOUT_SECONDS (60 s here)."""
+    pipeline.start("processor")
+    sku = f"sku-{uuid.uuid4().hex[:8]}"
+    body = {"product_id": sku, "name": "Cup", "category": "Kitchen", "price": PRICE}
+    assert pipeline.post("products", body).status_code == 202
+    queued = "SELECT count(*) FROM kombu_message WHERE visible"
+    wait_until(lambda: pipeline.scalar(queued), timeout=30, what="the chunk's task")
+    with pipeline.engine.begin() as conn:
+        conn.execute(text("DELETE FROM kombu_message"))
+    lost_at = time.monotonic()
+    wait_until(lambda: pipeline.scalar(queued), timeout=15, what="the task sent again")
+    pipeline.start("worker")
+    wait_until(lambda: pipeline.scalar("SELECT count(*) FROM products"), what="the product")
+    assert time.monotonic() - lost_at < 20
