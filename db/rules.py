@@ -29,7 +29,8 @@ IDENTIFIER_HELP = f"must be 1 to {IDENTIFIER_MAX} characters of A-Z, a-z, 0-9, '
 QUANTITY_MIN, QUANTITY_MAX = 1, 1_000_000
 CENT = Decimal("0.01")
 MAX_PRICE = Decimal("9999999999.99")  # Numeric(12, 2)
-MAX_AMOUNT = MAX_PRICE * QUANTITY_MAX  # price x quantity fits Numeric(20, 2)
+# Above price x quantity (9,999,999,999,990,000.00), within Numeric(20, 2): 16 digits.
+MAX_AMOUNT = Decimal("9999999999999999.99")
 NAME_MAX, CATEGORY_MAX = 200, 100
 
 TIME_RANGE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))

@@ -29,7 +29,8 @@ class OrjsonProvider(JSONProvider):
     """Fast JSON; Decimal goes out as a number rounded the way it is stored."""
 
     def dumps(self, obj, **kwargs) -> str:
-        return orjson.dumps(obj, default=_default).decode()
+        # Non-string keys: marshmallow keys a list item's errors by its index.
+        return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
 
     def loads(self, s, **kwargs):
         return orjson.loads(s)

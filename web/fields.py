@@ -59,9 +59,9 @@ class Money(RuleField):
     def __init__(self, maximum: Decimal, **kwargs):
         self.maximum = maximum
         super().__init__(**kwargs)
-        self.metadata.setdefault("type", "string")
-        self.metadata.setdefault("pattern", r"^\d+(\.\d{1,2})?$")
-        self.metadata.setdefault("maxLength", len(str(maximum)))
+        # As many whole digits as the maximum has: the pattern is exactly the bound.
+        digits = len(str(int(maximum)))
+        self.metadata.update(type="string", pattern=rf"^\d{{1,{digits}}}(\.\d{{1,2}})?$")
 
     def rule(self, value):
         return rules.money(value, self.maximum)
@@ -81,7 +81,9 @@ class SaleTime(RuleField):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.metadata.update(type="string", format="date-time")
+        # The years the rules accept (db.rules.TIME_RANGE); a JSON number cannot say
+        # "not more than 5 minutes ahead".
+        self.metadata.update(type="string", format="date-time", pattern=r"^20\d\d-")
 
     def rule(self, value):
         return rules.sale_time(value, datetime.now(UTC))

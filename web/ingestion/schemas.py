@@ -35,7 +35,11 @@ TRANSACTION_EXAMPLE = {
 
 
 class TransactionBatchSchema(Schema):
-    transactions = fields.List(fields.Nested(TransactionSchema), required=True)
+    transactions = fields.List(
+        fields.Nested(TransactionSchema),
+        required=True,
+        metadata={"minItems": 1, "description": "At most COLLECTOR_BATCH_MAX_ITEMS (1000)."},
+    )
 
 
 class ProductSchema(Schema):
@@ -57,7 +61,11 @@ PRODUCT_EXAMPLE = {
 
 
 class ProductBatchSchema(Schema):
-    products = fields.List(fields.Nested(ProductSchema), required=True)
+    products = fields.List(
+        fields.Nested(ProductSchema),
+        required=True,
+        metadata={"minItems": 1, "description": "At most COLLECTOR_BATCH_MAX_ITEMS (1000)."},
+    )
 
 
 class AcceptedSchema(Schema):
