@@ -7,8 +7,8 @@ returns it normalised, or raises ValueError with a message that says how to fix 
 rule raises anything else, whatever the input.
 
 The bounds come from the columns (`db/types.py`): identifiers are String(64), prices
-Numeric(12,2), amounts Numeric(20,2), and a rollup sum Numeric(24,2) holds a million
-times the largest possible total. Times must lie in TIME_RANGE, which
+Numeric(12,2), amounts Numeric(20,2), and a rollup sum Numeric(38,2) holds 10^20 times
+the largest possible total. Times must lie in TIME_RANGE, which
 PostgreSQL, Python and every report zone can hold with any offset.
 """
 

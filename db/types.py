@@ -12,7 +12,7 @@ Identifier = Annotated[str, mapped_column(String(64))]
 # Catalog prices (below ten billion) and amounts (price x up to a million), to the cent.
 Price = Annotated[Decimal, mapped_column(Numeric(12, 2))]
 Money = Annotated[Decimal, mapped_column(Numeric(20, 2))]
-# Sums over many transactions.
-MoneyTotal = Annotated[Decimal, mapped_column(Numeric(24, 2))]
+# Sums over many transactions: 10^20 of the largest totals (db/rules.py MAX_AMOUNT).
+MoneyTotal = Annotated[Decimal, mapped_column(Numeric(38, 2))]
 Timestamp = Annotated[datetime, mapped_column(DateTime(timezone=True))]
 CreatedAt = Annotated[datetime, mapped_column(DateTime(timezone=True), server_default=func.now())]
