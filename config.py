@@ -120,6 +120,10 @@ class Settings(BaseSettings):
 
     # Kafka topics
     kafka_topic_transactions: str = Field("transactions", min_length=1, max_length=249)
+    # How long Kafka keeps each topic's messages (retention.ms, set on create and on an
+    # existing topic): long enough to replay transactions from Kafka after an outage.
+    kafka_transactions_retention_hours: int = Field(168, ge=1, le=87_600)
+    kafka_notifications_retention_hours: int = Field(168, ge=1, le=87_600)
     kafka_topic_notifications: str = Field("notifications", min_length=1, max_length=249)
     kafka_transactions_partitions: int = Field(6, ge=1, le=1000)
     kafka_notifications_partitions: int = Field(1, ge=1, le=1000)
@@ -188,6 +192,12 @@ class Settings(BaseSettings):
     rollup_max_pending_rows: int = Field(50_000, ge=1)
 
     # Behaviour
+    # Retention of bookkeeping rows, purged hourly by beat: published outbox events, final
+    # notification_log rows (by created_at) and replayed rejections (by replayed_at).
+    outbox_retention_days: int = Field(7, ge=1, le=3650)
+    notification_log_retention_days: int = Field(90, ge=1, le=3650)
+    rejected_retention_days: int = Field(30, ge=1, le=3650)
+
     report_timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
     log_dir: Annotated[
         Path, AfterValidator(lambda p: p if p.is_absolute() else PROJECT_ROOT / p)
@@ -204,6 +214,17 @@ class Settings(BaseSettings):
     @property
     def database(self) -> URL:
         return make_url(self.database_url)
+
+    @model_validator(mode="after")
+    def _log_outlives_the_notifications_topic(self) -> Settings:
+        # The log's row is what keeps an event Kafka delivers again from being sent twice.
+        if self.notification_log_retention_days * 24 < self.kafka_notifications_retention_hours:
+            raise ValueError(
+                "NOTIFICATION_LOG_RETENTION_DAYS is shorter than"
+                " KAFKA_NOTIFICATIONS_RETENTION_HOURS; keep the log at least as long as the"
+                " topic, or a re-read event is sent again"
+            )
+        return self
 
 
 def describe(error: dict) -> str:

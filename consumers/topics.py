@@ -1,8 +1,9 @@
-"""Creates the system's Kafka topics with the partition counts from the settings.
+"""Creates the system's Kafka topics with the partition counts and retention from the settings.
 
-`python -m consumers.topics` creates what is missing and grows a topic that has
-fewer partitions than configured (Kafka cannot shrink one). `--check` only asks
-the broker whether it answers, for readiness checks.
+`python -m consumers.topics` creates what is missing, grows a topic that has fewer
+partitions than configured (Kafka cannot shrink one), and sets the configured
+retention (`retention.ms`) on a topic that has another. `--check` only asks the broker
+whether it answers, for readiness checks.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import sys
 
 from kafka import KafkaAdminClient
+from kafka.admin import ConfigResource
 from kafka.errors import KafkaError
 
 from config import Settings, get_settings
@@ -24,6 +26,19 @@ def wanted_topics(settings: Settings) -> dict[str, int]:
     return {
         settings.kafka_topic_transactions: settings.kafka_transactions_partitions,
         settings.kafka_topic_notifications: settings.kafka_notifications_partitions,
+    }
+
+
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Topic name -> the topic configs the system sets on it, as Kafka spells them."""
+    hour_ms = 3_600_000
+    return {
+        settings.kafka_topic_transactions: {
+            "retention.ms": str(settings.kafka_transactions_retention_hours * hour_ms)
+        },
+        settings.kafka_topic_notifications: {
+            "retention.ms": str(settings.kafka_notifications_retention_hours * hour_ms)
+        },
     }
 
 
@@ -45,8 +60,14 @@ def admin_client(settings: Settings, **overrides) -> KafkaAdminClient:
     return KafkaAdminClient(**(options | overrides))
 
 
-def ensure_topics(admin: KafkaAdminClient, topics: dict[str, int]) -> dict[str, str]:
-    """Makes each topic exist with at least its partition count; returns what was done per topic."""
+def ensure_topics(
+    admin: KafkaAdminClient,
+    topics: dict[str, int],
+    configs: dict[str, dict[str, str]] | None = None,
+) -> dict[str, str]:
+    """Makes each topic exist with at least its partition count and with `configs` (topic
+    name -> configs); returns what was done per topic."""
+    configs = configs or {}
     existing = {
         t["name"]: len(t["partitions"])
         for t in admin.describe_topics(list(topics))
@@ -57,7 +78,11 @@ def ensure_topics(admin: KafkaAdminClient, topics: dict[str, int]) -> dict[str, 
     if missing:
         admin.create_topics(
             {
-                name: {"num_partitions": count, "replication_factor": -1}
+                name: {
+                    "num_partitions": count,
+                    "replication_factor": -1,
+                    "configs": configs.get(name, {}),
+                }
                 for name, count in missing.items()
             },
             wait_for_metadata=True,
@@ -67,7 +92,46 @@ def ensure_topics(admin: KafkaAdminClient, topics: dict[str, int]) -> dict[str, 
     if grow:
         admin.create_partitions(grow)
         done |= {name: f"grown to {count} partitions" for name, count in grow.items()}
+    for name, changed in apply_configs(admin, {n: configs[n] for n in existing if n in configs}):
+        done[name] += f", {changed}"
     return done
+
+
+def apply_configs(
+    admin: KafkaAdminClient, configs: dict[str, dict[str, str]]
+) -> list[tuple[str, str]]:
+    """Sets on existing topics those of `configs` the topic does not have yet (the stack
+    creates topics once, so a changed setting must reach a topic that is already there);
+    returns (topic, what was set) for each topic changed. Other configs stay as they are."""
+    if not configs:
+        return []
+    resources = [ConfigResource("TOPIC", name, list(wanted)) for name, wanted in configs.items()]
+    current = admin.describe_configs(resources, config_filter="all")["topic"]
+    stale = {}
+    for name, wanted in configs.items():
+        # Set on the topic itself: a value inherited from the broker's default is not
+        # pinned (the default may change with the broker's version or configuration).
+        own = {
+            key: config["value"]
+            for key, config in current.get(name, {}).items()
+            if config["config_source"] == "DYNAMIC_TOPIC_CONFIG"
+        }
+        if changes := {key: value for key, value in wanted.items() if own.get(key) != value}:
+            stale[name] = changes
+    if not stale:
+        return []
+    # Incremental: only the named configs change; the topic's others stay.
+    results = admin.alter_configs(
+        [ConfigResource("TOPIC", name, changes) for name, changes in stale.items()],
+        incremental=True,
+    )["topic"]
+    failed = {name: result for name, result in results.items() if result != "OK"}
+    if failed:
+        raise KafkaError(f"the broker refused the topic configs: {failed}")
+    return [
+        (name, ", ".join(f"{key} set to {value}" for key, value in changes.items()))
+        for name, changes in stale.items()
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             admin.list_topics()
             return 0
-        for name, what in ensure_topics(admin, wanted_topics(settings)).items():
+        for name, what in ensure_topics(
+            admin, wanted_topics(settings), topic_configs(settings)
+        ).items():
             print(f"topic {name}: {what}")
         return 0
     finally:

@@ -91,6 +91,17 @@ def create_celery() -> Celery:
             # tasks/maintenance.py: raise a low_sales event when sales fall below the
             # threshold (LOW_SALES_THRESHOLD; off at 0).
             "check-low-sales": {"task": "maintenance.check_low_sales", "schedule": 60.0},
+            # tasks/maintenance.py: delete outbox events published OUTBOX_RETENTION_DAYS ago.
+            "purge-outbox": {"task": "maintenance.purge_outbox", "schedule": 3600.0},
+            # tasks/maintenance.py: delete final notification_log rows older than
+            # NOTIFICATION_LOG_RETENTION_DAYS (pending ones stay).
+            "purge-notification-log": {
+                "task": "maintenance.purge_notification_log",
+                "schedule": 3600.0,
+            },
+            # tasks/maintenance.py: delete rejections replayed REJECTED_RETENTION_DAYS ago
+            # (open ones stay).
+            "purge-rejected": {"task": "maintenance.purge_rejected", "schedule": 3600.0},
         },
         include=["tasks.ingest", "tasks.maintenance", "tasks.rollups"],
     )

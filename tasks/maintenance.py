@@ -1,5 +1,5 @@
-"""Periodic jobs (Celery beat): parked transactions, the broker's table, and the checks
-that raise events (rejection bursts, low sales)."""
+"""Periodic jobs (Celery beat): parked transactions, the broker's table, the checks
+that raise events (rejection bursts, low sales), and retention of bookkeeping rows."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import logging
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, text
+from sqlalchemy import ColumnElement, Engine, delete, func, select, text
 
 from config import Settings, get_settings
+from db.models import NotificationLog, OutboxEvent, RejectedTransaction
 from db.session import default_engine, session_scope
 from tasks.celery_app import app
 from tasks.events import add_to_outbox, event
@@ -173,3 +174,98 @@ def check_low_sales() -> bool:
             add_to_outbox(session, [found])
         logger.warning("sales below the threshold", extra=found["data"])
     return found is not None
+
+
+# --- retention -----------------------------------------------------------------------
+# Rows one DELETE removes at most, each batch in a transaction of its own: a backlog of
+# millions is purged in short statements that hold their row locks briefly.
+PURGE_BATCH_ROWS = 10_000
+
+Purgeable = type[OutboxEvent] | type[NotificationLog] | type[RejectedTransaction]
+
+
+def purge_in_batches(
+    engine: Engine, model: Purgeable, expired: ColumnElement[bool], *, batch_rows: int
+) -> int:
+    """Deletes the rows of `model` that match `expired`, at most `batch_rows` per
+    statement, until none is left; returns how many were deleted.
+
+    Rows another transaction has locked (the notifier finishing one, say) are skipped,
+    not waited for: the next run takes them.
+    """
+    deleted = 0
+    while True:
+        batch = (
+            select(model.id)
+            .where(expired)
+            .limit(batch_rows)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        with engine.begin() as conn:
+            count = conn.execute(delete(model).where(model.id.in_(batch))).rowcount
+        deleted += count
+        if count < batch_rows:
+            return deleted
+
+
+def older_than(days: int) -> ColumnElement:
+    """The database's now() less `days`: one clock for every row, whatever the worker's."""
+    return func.now() - timedelta(days=days)
+
+
+def purge_published_outbox(
+    engine: Engine, settings: Settings, *, batch_rows: int = PURGE_BATCH_ROWS
+) -> int:
+    """Outbox events published more than OUTBOX_RETENTION_DAYS ago; unpublished ones stay."""
+    expired = OutboxEvent.published_at < older_than(settings.outbox_retention_days)
+    return purge_in_batches(engine, OutboxEvent, expired, batch_rows=batch_rows)
+
+
+def purge_final_notifications(
+    engine: Engine, settings: Settings, *, batch_rows: int = PURGE_BATCH_ROWS
+) -> int:
+    """notification_log rows that are final (sent, suppressed, failed) and older than
+    NOTIFICATION_LOG_RETENTION_DAYS; a pending row stays until the notifier finishes it."""
+    expired = NotificationLog.status.in_(("sent", "suppressed", "failed")) & (
+        NotificationLog.created_at < older_than(settings.notification_log_retention_days)
+    )
+    return purge_in_batches(engine, NotificationLog, expired, batch_rows=batch_rows)
+
+
+def purge_replayed_rejections(
+    engine: Engine, settings: Settings, *, batch_rows: int = PURGE_BATCH_ROWS
+) -> int:
+    """Rejected transactions replayed more than REJECTED_RETENTION_DAYS ago; open ones stay
+    (they wait for someone to replay them)."""
+    expired = (RejectedTransaction.status == "replayed") & (
+        RejectedTransaction.replayed_at < older_than(settings.rejected_retention_days)
+    )
+    return purge_in_batches(engine, RejectedTransaction, expired, batch_rows=batch_rows)
+
+
+def _purged(what: str, deleted: int) -> int:
+    if deleted:
+        logger.info("purged %s", what, extra={"deleted": deleted})
+    return deleted
+
+
+@app.task(name="maintenance.purge_outbox")
+def purge_outbox() -> int:
+    """Deletes published outbox events past their retention."""
+    deleted = purge_published_outbox(default_engine(), get_settings())
+    return _purged("published outbox events", deleted)
+
+
+@app.task(name="maintenance.purge_notification_log")
+def purge_notification_log() -> int:
+    """Deletes final notification_log rows past their retention."""
+    deleted = purge_final_notifications(default_engine(), get_settings())
+    return _purged("final notification log rows", deleted)
+
+
+@app.task(name="maintenance.purge_rejected")
+def purge_rejected() -> int:
+    """Deletes replayed rejected transactions past their retention."""
+    deleted = purge_replayed_rejections(default_engine(), get_settings())
+    return _purged("replayed rejected transactions", deleted)

@@ -69,3 +69,17 @@ def test_the_image_holds_every_package_and_file_the_services_read():
             read |= set(re.findall(r'PROJECT_ROOT / "([^"]+)"', module.read_text()))
     missing = [path for path in packages | read if not any(path.startswith(c) for c in copied)]
     assert not missing, f"the Dockerfile copies no {missing}"
+
+
+def test_every_service_bounds_dockers_own_log():
+    text = COMPOSE.read_text()
+    spec = yaml.safe_load(text)
+    for name, service in spec["services"].items():
+        logging = service.get("logging")
+        assert logging, f"{name} has no logging option: add `logging: *logging`"
+        assert logging["driver"] == "json-file", name
+        assert re.fullmatch(r"[1-9]\d*[kmg]", logging["options"]["max-size"]), name
+        assert re.fullmatch(r"[1-9]\d*", logging["options"]["max-file"]), name
+    # Written once, in the x-logging extension field, and referenced everywhere else.
+    assert spec["x-logging"] == spec["services"]["postgres"]["logging"]
+    assert text.count("driver: json-file") == 1
