@@ -88,6 +88,12 @@ class RejectedTransaction(Base):
         Index(
             "ix_rejected_transactions_open", "rejected_at", postgresql_where=text("status = 'open'")
         ),
+        # For the retention purge (tasks/maintenance.py).
+        Index(
+            "ix_rejected_transactions_replayed_at",
+            "replayed_at",
+            postgresql_where=text("status = 'replayed'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

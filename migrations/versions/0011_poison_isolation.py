@@ -11,6 +11,8 @@ chunk that keeps failing ends in a recorded `failed` state instead of being sent
   rules accept, and one more would have failed every rollup run; now 10^20. The two
   report views read those columns, so they are dropped and made again from their own
   definitions (PostgreSQL widens the columns without rewriting the tables).
+- Partial indexes for the retention purges: replayed rejections by `replayed_at`,
+  published outbox events by `published_at`.
 
 Revision ID: 0011
 Revises: 0010
@@ -78,9 +80,23 @@ def upgrade() -> None:
         "ingest_chunks", sa.Column("failed_at", sa.DateTime(timezone=True), nullable=True)
     )
     _rollup_sums(24, 38)
+    op.create_index(
+        "ix_rejected_transactions_replayed_at",
+        "rejected_transactions",
+        ["replayed_at"],
+        postgresql_where=sa.text("status = 'replayed'"),
+    )
+    op.create_index(
+        "ix_outbox_events_published_at",
+        "outbox_events",
+        ["published_at"],
+        postgresql_where=sa.text("published_at IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_events_published_at", table_name="outbox_events")
+    op.drop_index("ix_rejected_transactions_replayed_at", table_name="rejected_transactions")
     _rollup_sums(38, 24)
     op.drop_column("ingest_chunks", "failed_at")
     op.drop_column("ingest_chunks", "last_error")
