@@ -128,3 +128,63 @@ def test_docs_work_offline_with_an_authorize_button_and_examples(client):
         operation = spec["paths"][path]["post"]
         assert operation["security"], path
         assert operation["requestBody"]["content"]["application/json"]["example"], path
+
+
+ADMIN = {"X-API-Key": SETTINGS.admin_api_keys[0], "Content-Type": "application/json"}
+NESTED = '{"a":' * 5000 + "1" + "}" * 5000
+HOSTILE_BODIES = {
+    "deeply nested JSON": NESTED,
+    "an integer of thousands of digits": json.dumps(TX).replace(
+        '"quantity": 1', '"quantity": ' + "9" * 5000
+    ),
+    "NaN": json.dumps(TX).replace('"quantity": 1', '"quantity": NaN'),
+    "Infinity": json.dumps(TX).replace('"quantity": 1', '"quantity": Infinity'),
+    "invalid UTF-8": b'{"transaction_id": "\xff\xfe"}',
+    "a bare string": '"transaction"',
+}
+
+
+@pytest.mark.parametrize("path", ["transactions", "transactions/batch", "products"])
+@pytest.mark.parametrize("case", sorted(HOSTILE_BODIES))
+def test_hostile_bodies_get_422_single_or_batch(client, path, case):
+    raw = HOSTILE_BODIES[case]
+    if path.endswith("batch") and case != "deeply nested JSON" and isinstance(raw, str):
+        raw = f'{{"transactions": [{raw}]}}'
+    body = assert_error_shape(post(client, path, raw), 422)
+    assert body.get("errors") or body["rejected"][0]["errors"]
+    # The service goes on serving.
+    assert client.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ("9999-12-31T23:59:59-05:00", "timestamp"),
+        ("0001-01-01T00:00:00+05:00", "timestamp"),
+        ("2026-13-01T00:00:00Z", "timestamp"),
+        (10**30, "quantity"),
+        (2.5, "quantity"),
+        ("1" * 40, "total_amount"),
+        ("1e3", "total_amount"),
+        ("x\n", "transaction_id"),
+        ("A" * 64 + "\n", "product_id"),
+    ],
+)
+def test_hostile_fields_get_422_naming_the_field(client, value, field):
+    raw = json.dumps(TX | {field: value})
+    body = assert_error_shape(post(client, "transactions", raw), 422)
+    assert field in body["errors"]["json"]
+
+
+def test_one_hostile_item_in_a_batch_is_listed_not_fatal(client):
+    items = [TX | {"timestamp": "9999-12-31T23:59:59-05:00"}, TX | {"quantity": 0}]
+    body = assert_error_shape(
+        post(client, "transactions/batch", json.dumps({"transactions": items})), 422
+    )
+    assert [r["index"] for r in body["rejected"] if "timestamp" in r["errors"]] == [0]
+
+
+@pytest.mark.parametrize("ids", [[2**63], [2**70], [0], [-1], ["1"], []])
+def test_replay_ids_are_bounded(client, ids):
+    body = assert_error_shape(post(client, "rejected/replay", json.dumps({"ids": ids}), ADMIN), 422)
+    assert "ids" in body["errors"]["json"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import current_app, request
+from flask import current_app, jsonify, request
 from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError
@@ -85,9 +85,15 @@ def answer_batch(kind: str, valid: list[dict], rejected: list[dict], to_message)
     if valid:
         now = datetime.now(UTC)
         publish([to_message(item, now) for item in valid], kind)
-    # Nothing valid: nothing was accepted, the whole request is unprocessable.
-    status = 202 if valid else 422
-    return {"accepted": len(valid), "rejected": rejected}, status
+    answer = {"accepted": len(valid), "rejected": rejected}
+    if valid:
+        return answer, 202
+    # Nothing valid: nothing was accepted, the whole request is unprocessable; the error
+    # shape of both APIs, with each item's problems.
+    message = "No item was valid; each is listed in rejected with what to fix."
+    refused = jsonify({"code": 422, "status": "Unprocessable Entity", "message": message} | answer)
+    refused.status_code = 422
+    return refused
 
 
 @blp.route("/transactions")
