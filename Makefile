@@ -2,6 +2,8 @@
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 VENV ?= .venv
+# The local stack runs with the example keys of .env.example (stack/lib.sh sets the same).
+export ALLOW_EXAMPLE_KEYS ?= true
 
 .PHONY: help up down status test lint logs bench bench-ingest
 

@@ -8,15 +8,24 @@ Real environment variables win over `.env`; `.env.example` documents each one.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -77,13 +86,21 @@ def _nonempty_keys(value: list[str]) -> list[str]:
     return _long_keys(value)
 
 
+# The API keys .env.example ships with: public, so refused unless ALLOW_EXAMPLE_KEYS is set.
+EXAMPLE_API_KEYS = frozenset({"local-dev-ingest-key-change-me", "local-dev-admin-key-change-me"})
+GENERATE_SECRET = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
+def _password(value: str) -> str:
+    if value and len(value) < 12:
+        raise ValueError(f"use at least 12 characters; {GENERATE_SECRET}")
+    return value
+
+
 def _timezone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"{value!r} is not an IANA time zone such as UTC or Europe/Berlin"
-        ) from None
+    # Looked up in the list of zones: ZoneInfo("America") would open a folder.
+    if value not in available_timezones():
+        raise ValueError(f"{value!r} is not an IANA time zone such as UTC or Europe/Berlin")
     return value
 
 
@@ -120,13 +137,13 @@ class Settings(BaseSettings):
 
     # Kafka topics
     kafka_topic_transactions: str = Field("transactions", min_length=1, max_length=249)
+    kafka_topic_notifications: str = Field("notifications", min_length=1, max_length=249)
+    kafka_transactions_partitions: int = Field(6, ge=1, le=1000)
+    kafka_notifications_partitions: int = Field(1, ge=1, le=1000)
     # How long Kafka keeps each topic's messages (retention.ms, set on create and on an
     # existing topic): long enough to replay transactions from Kafka after an outage.
     kafka_transactions_retention_hours: int = Field(168, ge=1, le=87_600)
     kafka_notifications_retention_hours: int = Field(168, ge=1, le=87_600)
-    kafka_topic_notifications: str = Field("notifications", min_length=1, max_length=249)
-    kafka_transactions_partitions: int = Field(6, ge=1, le=1000)
-    kafka_notifications_partitions: int = Field(1, ge=1, le=1000)
 
     # Local stack only (`make up`): the KRaft controller's port and the broker's heap.
     kafka_controller_port: Port = 9093
@@ -137,6 +154,14 @@ class Settings(BaseSettings):
     collector_port: Port = 8001
     analytics_port: Port = 8002
     prometheus_port: Port = 9090
+
+    # Grafana's read-only database role (revision 0012 grants it what the dashboards read)
+    # and its password; empty: the role cannot log in. Compose requires the password.
+    grafana_db_user: str = Field("grafana_reader", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    grafana_db_password: Annotated[str, AfterValidator(_password)] = ""
+
+    # Development only: accept the public keys of .env.example (the local stack sets it).
+    allow_example_keys: bool = False
 
     # Data Collector
     # Keys accepted in X-API-Key by the ingestion endpoints (comma-separated).
@@ -188,32 +213,64 @@ class Settings(BaseSettings):
     analytics_workers: int = Field(2, ge=1, le=64)
     analytics_max_periods: int = Field(1000, ge=1, le=100_000)
     analytics_max_limit: int = Field(1000, ge=1, le=100_000)
+    # Each database statement of an analytics request is cancelled after this (503).
+    analytics_statement_timeout_ms: int = Field(5000, ge=1, le=600_000)
+    # Most days of raw transactions one answer may read where no rollup fits (more: 422).
+    analytics_max_raw_days: int = Field(731, ge=1, le=36_890)
     rollup_interval_seconds: float = Field(60.0, gt=0)
     rollup_max_pending_rows: int = Field(50_000, ge=1)
 
-    # Behaviour
     # Retention of bookkeeping rows, purged hourly by beat: published outbox events, final
     # notification_log rows (by created_at) and replayed rejections (by replayed_at).
     outbox_retention_days: int = Field(7, ge=1, le=3650)
     notification_log_retention_days: int = Field(90, ge=1, le=3650)
     rejected_retention_days: int = Field(30, ge=1, le=3650)
 
+    # Behaviour
     report_timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
     log_dir: Annotated[
         Path, AfterValidator(lambda p: p if p.is_absolute() else PROJECT_ROOT / p)
     ] = PROJECT_ROOT / ".local" / "logs"
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    # Each service's log file is rotated at this size; this many older files are kept.
+    log_max_bytes: int = Field(50 * 1024 * 1024, ge=1024)
+    log_backup_count: int = Field(5, ge=1, le=100)
     kafka_log_level: str = Field("WARNING", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("ingest_api_keys", "admin_api_keys", "analytics_api_keys")
+    @classmethod
+    def _no_example_keys(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if EXAMPLE_API_KEYS.intersection(value) and not info.data.get("allow_example_keys"):
+            raise ValueError(f"it holds the example key from .env.example; {GENERATE_SECRET}")
+        return value
+
+    @model_validator(mode="after")
+    def _keys_of_their_own(self) -> Settings:
+        # An ingest key must not open the admin endpoints, nor the reports, and so on.
+        keys = {
+            "INGEST_API_KEYS": self.ingest_api_keys,
+            "ADMIN_API_KEYS": self.admin_api_keys,
+            "ANALYTICS_API_KEYS": self.analytics_api_keys,
+        }
+        for (first, a), (second, b) in itertools.combinations(keys.items(), 2):
+            if set(a) & set(b):
+                raise ValueError(f"{first} and {second} share a key; give each its own keys")
+        return self
+
+    @model_validator(mode="after")
+    def _grafana_role_of_its_own(self) -> Settings:
+        if self.grafana_db_user == self.database.username:
+            raise ValueError(
+                "GRAFANA_DB_USER names the role of DATABASE_URL; Grafana's read-only role"
+                " needs a name of its own"
+            )
+        return self
 
     @model_validator(mode="after")
     def _chat_for_the_bot(self) -> Settings:
         if self.telegram_bot_token and not self.telegram_chat_id:
             raise ValueError("TELEGRAM_CHAT_ID is not set; a bot token needs the chat to write to")
         return self
-
-    @property
-    def database(self) -> URL:
-        return make_url(self.database_url)
 
     @model_validator(mode="after")
     def _log_outlives_the_notifications_topic(self) -> Settings:
@@ -225,6 +282,10 @@ class Settings(BaseSettings):
                 " topic, or a re-read event is sent again"
             )
         return self
+
+    @property
+    def database(self) -> URL:
+        return make_url(self.database_url)
 
 
 def describe(error: dict) -> str:

@@ -7,8 +7,14 @@ is kept) or `suppressed` (no bot configured, or below NOTIFY_MIN_SEVERITY); an e
 delivered again by Kafka whose row is final is not sent again. Offsets are committed
 once every event of a poll is final, so a notifier that dies re-reads what it had not
 finished. Telegram's flood control (429 with `retry_after`) and its outages (5xx, no
-connection) are waited out. A message that is not a valid event is recorded as failed,
-with what is wrong.
+connection) are waited out, and so is the database when it is away.
+
+A message it cannot handle never stops it: a tombstone, bytes that are not UTF-8 JSON,
+nesting too deep, text PostgreSQL cannot store (NUL, lone surrogates), a value of the
+wrong type or size, or anything the database refuses to store. Such a message is recorded
+as failed under `malformed:<topic>:<partition>:<offset>` with what is wrong and the raw
+message in a form the database holds, and the notifier goes on to the next one. The bot
+token never appears in what it logs or stores.
 
     python -m consumers.notifier
 """
@@ -17,29 +23,42 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import threading
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonschema
 import requests
 from kafka import KafkaConsumer
 from prometheus_client import Counter, start_http_server
 from psycopg2.extras import Json
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, exc, text
 
 from config import PROJECT_ROOT, Settings, get_settings
 from consumers.topics import client_options
 from consumers.watchdog import Watchdog
 from db.session import default_engine
-from logs import configure_logging
+from logs import configure_logging, redact
 
 logger = logging.getLogger(__name__)
 
 SCHEMA = json.loads((PROJECT_ROOT / "docs/events/notification.v1.schema.json").read_text())
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 SEVERITIES = ("info", "warning", "critical")
 ICONS = {"info": "🔵", "warning": "🟠", "critical": "🔴"}
+
+# Events are a few hundred bytes and three levels deep; these bounds leave ample room
+# and keep a hostile message from costing memory, stack or a huge row.
+MAX_EVENT_BYTES = 64 * 1024
+MAX_DEPTH = 32
+# Most characters kept of a malformed message's raw text, and of a reason.
+RAW_KEPT = 8192
+REASON_KEPT = 1000
+# Telegram takes 4096 characters in one message; a margin for how it counts emoji.
+TELEGRAM_MAX_TEXT = 4000
 
 EVENTS = Counter("notifier_events_total", "Events handled, by outcome", ["outcome"])
 # Every series exists from the start (at 0), so that rates and alerts see its first change.
@@ -47,112 +66,191 @@ for _outcome in ("sent", "failed", "suppressed", "duplicate", "malformed"):
     EVENTS.labels(_outcome).inc(0)
 RETRIES = Counter("notifier_telegram_retries_total", "Sends retried after 429, 5xx or no answer")
 
+T = TypeVar("T")
 
+
+# --- what a message may be ------------------------------------------------------------
+class Malformed(ValueError):
+    """The message is not a notification event the notifier can record; says why."""
+
+
+def shorten(text_: str, limit: int) -> str:
+    """At most `limit` characters, keeping the head and the tail (where a validation
+    message says what is wrong)."""
+    if len(text_) <= limit:
+        return text_
+    tail = limit // 4
+    return f"{text_[: limit - tail - 5]} […] {text_[-tail:]}"
+
+
+def storable(text_: str, limit: int = REASON_KEPT, secrets: tuple[str, ...] = ()) -> str:
+    """Text PostgreSQL can hold: no NUL, no lone surrogate (both escaped), no bot token,
+    at most `limit` characters."""
+    text_ = text_.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return shorten(redact(text_, secrets), limit)
+
+
+def _finite(number: str) -> float:
+    value = float(number)
+    if not math.isfinite(value):
+        raise ValueError(f"number {number} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_storable(value: Any) -> None:
+    """Raises Malformed for nesting deeper than MAX_DEPTH, or text PostgreSQL cannot store
+    (JSONB refuses \\u0000 and lone surrogates). Iterative: depth is what it guards."""
+    stack: list[tuple[Any, str, int]] = [(value, "$", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise Malformed(f"nested more than {MAX_DEPTH} levels deep (at {shorten(path, 200)})")
+        if isinstance(item, dict):
+            texts = [(key, f"{path} (a key)") for key in item]
+            stack.extend((child, f"{path}.{key}", depth + 1) for key, child in item.items())
+        elif isinstance(item, list):
+            texts = []
+            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+        else:
+            texts = [(item, path)] if isinstance(item, str) else []
+        for text_, where in texts:
+            problem = _text_problem(text_)
+            if problem:
+                raise Malformed(f"{storable(where, 200)} contains {problem}")
+
+
+def _text_problem(value: str) -> str | None:
+    if "\x00" in value:
+        return "a NUL character (\\u0000), which cannot be stored"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a lone surrogate (\\ud800-\\udfff), which is not Unicode text"
+    return None
+
+
+def parse_event(value: bytes | None) -> dict[str, Any]:
+    """The notification event in a Kafka message's value; Malformed says what is wrong."""
+    if value is None:
+        raise Malformed("a tombstone (the message has no value); expected a JSON event")
+    if len(value) > MAX_EVENT_BYTES:
+        raise Malformed(f"{len(value)} bytes, more than the {MAX_EVENT_BYTES} an event may have")
+    try:
+        decoded = value.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise Malformed(f"not UTF-8 text: {error}") from None
+    try:
+        event = json.loads(decoded, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError:
+        raise Malformed("not a JSON event: nested too deeply to read") from None
+    except ValueError as error:
+        raise Malformed(f"not valid JSON: {error}") from None
+    _check_storable(event)
+    error = jsonschema.exceptions.best_match(VALIDATOR.iter_errors(event))
+    if error is not None:
+        where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
+        raise Malformed(f"not a notification event (schema v1): {where}: {error.message}")
+    return event
+
+
+# --- what a person reads ---------------------------------------------------------------
 def money(value: str) -> str:
     return f"{Decimal(value):,.2f}"
 
 
 def message(event: dict[str, Any]) -> str:
-    """The text a person reads in the chat."""
+    """The text a person reads in the chat (cut to Telegram's limit)."""
     data, kind = event["data"], event["type"]
     head = f"{ICONS[event['severity']]} "
     if kind == "high_value_sale":
-        return head + (
+        body = (
             f"High-value sale: {money(data['total_amount'])} (threshold "
             f"{money(data['threshold'])})\n{data['quantity']} x {data['product_id']}, "
             f"transaction {data['transaction_id']}, at {data['timestamp']}"
         )
-    if kind == "rejection_burst":
+    elif kind == "rejection_burst":
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(data["by_reason"].items()) if n)
-        return head + (
+        body = (
             f"Rejection burst: {data['rejected']} transactions rejected in "
             f"{data['window_seconds'] / 60:g} min (threshold {data['threshold']})\n{reasons}"
         )
-    if kind == "low_sales":
-        return head + (
+    elif kind == "low_sales":
+        body = (
             f"Low sales: revenue {money(data['revenue'])} from {data['transactions']} "
             f"transactions between {data['window_start']} and {data['window_end']} "
             f"(threshold {money(data['threshold'])})"
         )
-    return head + f"{kind}: {json.dumps(data)}"
+    else:
+        body = f"{kind}: {json.dumps(data)}"
+    return shorten(head + body, TELEGRAM_MAX_TEXT)
 
 
-class Refused(Exception):
-    """Telegram refused the message; sending it again would not help."""
+# --- notification_log ------------------------------------------------------------------
+class Stopping(Exception):
+    """The notifier was told to stop while it waited for the database."""
 
 
-class Notifier:
-    def __init__(self, settings: Settings, engine: Engine):
-        self.settings = settings
+class Unstorable(Exception):
+    """The database refused a row for its content (not because it is away)."""
+
+
+# SQLSTATE classes of a database that is away or busy, not of bad data: connection (08),
+# insufficient resources (53), operator intervention such as a restart (57), system
+# error (58), transaction rollback such as a deadlock (40).
+UNAVAILABLE_CLASSES = ("08", "53", "57", "58", "40")
+
+
+def database_unavailable(error: Exception) -> bool:
+    if isinstance(error, exc.TimeoutError):  # no connection free in the pool
+        return True
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    code = getattr(error.orig, "pgcode", None)
+    return isinstance(error, exc.OperationalError | exc.InterfaceError) and (
+        code is None or code[:2] in UNAVAILABLE_CLASSES
+    )
+
+
+class Ledger:
+    """The notifier's rows in notification_log. While the database is away every call
+    waits and tries again (an event is never skipped for it); a row the database refuses
+    for its content raises Unstorable."""
+
+    def __init__(self, engine: Engine, stopping: threading.Event, secrets: tuple[str, ...]):
         self.engine = engine
-        self.stopping = threading.Event()
-        self.http = requests.Session()
-        self.consumer = KafkaConsumer(
-            settings.kafka_topic_notifications,
-            **client_options(settings, "notifier"),
-            group_id=settings.notifier_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=100,
-            # Waiting out a long Telegram outage must not cost the group membership.
-            max_poll_interval_ms=3_600_000,
-        )
-        self.watchdog = Watchdog(self.consumer, settings, settings.notifier_group)
+        self.stopping = stopping
+        self.secrets = secrets
 
-    def stop(self, *_) -> None:
-        self.stopping.set()
+    def _run(self, work: Callable[[Connection], T]) -> T:
+        backoff = 0.5
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    return work(conn)
+            except (exc.DBAPIError, exc.TimeoutError) as error:
+                if not database_unavailable(error):
+                    raise Unstorable(self.reason(error)) from error
+                logger.warning(
+                    "the database is unavailable; trying again",
+                    extra={"reason": self.reason(error), "retry_in": backoff},
+                )
+            except ValueError as error:  # psycopg2 refuses NUL in text before sending
+                raise Unstorable(self.reason(error)) from error
+            if self.stopping.wait(backoff):
+                raise Stopping
+            backoff = min(backoff * 2, 30.0)
 
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            batches = self.consumer.poll(timeout_ms=1000)
-            for records in batches.values():
-                for record in records:
-                    self.handle(record)
-            if batches and not self.stopping.is_set():
-                self.consumer.commit()
-                self.watchdog.read()  # after handling: waiting out Telegram is no stall
-            self.watchdog.check(busy=False)
-        self.consumer.close()
-
-    # --- one event --------------------------------------------------------------------
-    def handle(self, record) -> None:
-        try:
-            event = json.loads(record.value)
-            jsonschema.validate(event, SCHEMA)
-        except (ValueError, jsonschema.ValidationError) as exc:
-            reason = getattr(exc, "message", str(exc))
-            key = f"malformed:{record.topic}:{record.partition}:{record.offset}"
-            raw = {"raw": record.value.decode("utf-8", "replace")}
-            if self.record(key, "malformed", "warning", raw, status="failed", error=reason):
-                EVENTS.labels("malformed").inc()
-                logger.error("not a notification event", extra={"key": key, "reason": reason})
-            return
-        key = event["event_id"]
-        self.record(key, event["type"], event["severity"], event)
-        if self.status(key) != "pending":
-            EVENTS.labels("duplicate").inc()
-            return
-        if not self.wanted(event):
-            self.finish(key, "suppressed")
-            EVENTS.labels("suppressed").inc()
-            return
-        try:
-            if not self.send(message(event)):
-                return  # stopping: not sent, read again after the restart
-        except Refused as exc:
-            self.finish(key, "failed", str(exc))
-            EVENTS.labels("failed").inc()
-            logger.error("telegram refused an alert", extra={"event_id": key, "reason": str(exc)})
-            return
-        self.finish(key, "sent")
-        EVENTS.labels("sent").inc()
-        logger.info("alert sent", extra={"event_id": key, "type": event["type"]})
-
-    def wanted(self, event: dict) -> bool:
-        minimum = SEVERITIES.index(self.settings.notify_min_severity)
-        return bool(self.settings.telegram_bot_token) and (
-            SEVERITIES.index(event["severity"]) >= minimum
-        )
+    def reason(self, error: BaseException) -> str:
+        """What went wrong, fit to store and log."""
+        detail = getattr(error, "orig", None) or error
+        return storable(f"{type(detail).__name__}: {detail}".strip(), secrets=self.secrets)
 
     def record(
         self,
@@ -165,69 +263,207 @@ class Notifier:
         error: str | None = None,
     ) -> bool:
         """Logs the event unless its key is logged already; True when it is new."""
-        with self.engine.begin() as conn:
-            return (
-                conn.execute(
-                    text(
-                        "INSERT INTO notification_log (event_type, severity, dedup_key,"
-                        " payload, status, last_error) VALUES (:kind, :severity, :key,"
-                        " :payload, :status, :error) ON CONFLICT (dedup_key) DO NOTHING"
-                        " RETURNING id"
-                    ),
-                    {
-                        "kind": kind,
-                        "severity": severity,
-                        "key": key,
-                        "payload": Json(payload),
-                        "status": status,
-                        "error": error,
-                    },
-                ).first()
-                is not None
-            )
+        query = text(
+            "INSERT INTO notification_log (event_type, severity, dedup_key, payload, status,"
+            " last_error) VALUES (:kind, :severity, :key, :payload, :status, :error)"
+            " ON CONFLICT (dedup_key) DO NOTHING RETURNING id"
+        )
+        params = {
+            "kind": kind,
+            "severity": severity,
+            "key": key,
+            "payload": Json(payload),
+            "status": status,
+            "error": error,
+        }
+        return self._run(lambda conn: conn.execute(query, params).first() is not None)
 
     def status(self, key: str) -> str:
-        with self.engine.connect() as conn:
-            return conn.execute(
-                text("SELECT status FROM notification_log WHERE dedup_key = :key"), {"key": key}
-            ).scalar_one()
+        query = text("SELECT status FROM notification_log WHERE dedup_key = :key")
+        return self._run(lambda conn: conn.execute(query, {"key": key}).scalar_one())
 
-    def finish(self, key: str, status: str, error: str | None = None) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "UPDATE notification_log SET status = :status, last_error = :error,"
-                    " sent_at = CASE WHEN :status = 'sent' THEN now() END"
-                    " WHERE dedup_key = :key"
-                ),
-                {"status": status, "error": error, "key": key},
-            )
+    def finish(self, key: str, status: str, error: str | None = None, *, tried: bool) -> None:
+        query = text(
+            "UPDATE notification_log SET status = :status, last_error = :error,"
+            " attempts = attempts + :tried, sent_at = CASE WHEN :status = 'sent' THEN now() END"
+            " WHERE dedup_key = :key"
+        )
+        params = {"status": status, "error": error, "key": key, "tried": int(tried)}
+        self._run(lambda conn: conn.execute(query, params))
 
-    # --- Telegram's Bot API -----------------------------------------------------------
-    def send(self, text_: str) -> bool:
+    def fail_pending(self, key: str, reason: str) -> bool:
+        """Marks the event failed if it is still pending; False when it is not."""
+        query = text(
+            "UPDATE notification_log SET status = 'failed', last_error = :reason"
+            " WHERE dedup_key = :key AND status = 'pending'"
+        )
+        params = {"reason": reason, "key": key}
+        return self._run(lambda conn: conn.execute(query, params).rowcount > 0)
+
+    def attempt_failed(self, key: str, reason: str) -> None:
+        """A send that will be tried again: counted, and why it failed kept meanwhile."""
+        query = text(
+            "UPDATE notification_log SET attempts = attempts + 1, last_error = :reason"
+            " WHERE dedup_key = :key"
+        )
+        self._run(lambda conn: conn.execute(query, {"reason": reason, "key": key}))
+
+
+def malformed_key(record) -> str:
+    # A topic name may have 249 characters; dedup_key has 200.
+    return f"malformed:{record.topic[:150]}:{record.partition}:{record.offset}"
+
+
+def raw_text(value: bytes | None) -> str | None:
+    """A message's bytes as text the database holds: bytes that are not UTF-8 as \\xNN,
+    NUL as \\x00, cut to RAW_KEPT characters."""
+    if value is None:
+        return None
+    return shorten(value.decode("utf-8", "backslashreplace").replace("\x00", "\\x00"), RAW_KEPT)
+
+
+# --- Telegram's Bot API -----------------------------------------------------------------
+class Refused(Exception):
+    """Telegram refused the message; sending it again would not help."""
+
+
+def retry_after(reply: dict, default: float) -> float:
+    """Seconds flood control asks to wait (`parameters.retry_after`), else `default`."""
+    parameters = reply.get("parameters")
+    seconds = parameters.get("retry_after") if isinstance(parameters, dict) else None
+    return float(seconds) if isinstance(seconds, int | float) and seconds >= 0 else default
+
+
+class Notifier:
+    def __init__(self, settings: Settings, engine: Engine):
+        self.settings = settings
+        self.secrets = (settings.telegram_bot_token,) if settings.telegram_bot_token else ()
+        self.stopping = threading.Event()
+        self.ledger = Ledger(engine, self.stopping, self.secrets)
+        self.http = requests.Session()
+        self.consumer = KafkaConsumer(
+            settings.kafka_topic_notifications,
+            **client_options(settings, "notifier"),
+            group_id=settings.notifier_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=100,
+            # Waiting out a long Telegram or database outage must not cost the membership.
+            max_poll_interval_ms=3_600_000,
+        )
+        self.watchdog = Watchdog(self.consumer, settings, settings.notifier_group)
+
+    def stop(self, *_) -> None:
+        self.stopping.set()
+
+    def run(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                batches = self.consumer.poll(timeout_ms=1000)
+                for records in batches.values():
+                    for record in records:
+                        self.handle(record)
+                if batches and not self.stopping.is_set():
+                    self.consumer.commit()
+                    self.watchdog.read()  # after handling: waiting out an outage is no stall
+                self.watchdog.check(busy=False)
+        except Stopping:
+            pass  # nothing is committed past what was finished: read again after a restart
+        self.consumer.close()
+
+    # --- one message ------------------------------------------------------------------
+    def handle(self, record) -> None:
+        """Never raises for the message's sake: whatever about it cannot be handled is
+        recorded as failed, and the next message comes."""
+        try:
+            event = parse_event(record.value)
+        except Malformed as error:
+            self.reject(record, storable(str(error), secrets=self.secrets))
+            return
+        try:
+            self.deliver(event)
+        except Stopping:
+            raise
+        except Unstorable as error:
+            self.reject(record, f"the database refused the event: {error}")
+        except Exception as error:  # a bug must not stop the alerts behind it
+            key = event["event_id"]
+            logger.exception("could not handle an event", extra={"event_id": key})
+            reason = f"could not be handled: {self.ledger.reason(error)}"
+            if self.ledger.fail_pending(key, reason):
+                EVENTS.labels("failed").inc()
+            else:
+                self.reject(record, reason)
+
+    def reject(self, record, reason: str) -> None:
+        key = malformed_key(record)
+        payload = {"raw": raw_text(record.value), "bytes": len(record.value or b"")}
+        if self.ledger.record(key, "malformed", "warning", payload, status="failed", error=reason):
+            EVENTS.labels("malformed").inc()
+            logger.error("not a notification event", extra={"key": key, "reason": reason})
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        key = event["event_id"]
+        self.ledger.record(key, event["type"], event["severity"], event)
+        if self.ledger.status(key) != "pending":
+            EVENTS.labels("duplicate").inc()
+            return
+        if not self.wanted(event):
+            self.ledger.finish(key, "suppressed", tried=False)
+            EVENTS.labels("suppressed").inc()
+            return
+        try:
+            if not self.send(key, message(event)):
+                return  # stopping: not sent, read again after the restart
+        except Refused as error:
+            reason = str(error)
+            self.ledger.finish(key, "failed", reason, tried=True)
+            EVENTS.labels("failed").inc()
+            logger.error("telegram refused an alert", extra={"event_id": key, "reason": reason})
+            return
+        self.ledger.finish(key, "sent", tried=True)
+        EVENTS.labels("sent").inc()
+        logger.info("alert sent", extra={"event_id": key, "type": event["type"]})
+
+    def wanted(self, event: dict) -> bool:
+        minimum = SEVERITIES.index(self.settings.notify_min_severity)
+        return bool(self.settings.telegram_bot_token) and (
+            SEVERITIES.index(event["severity"]) >= minimum
+        )
+
+    def send(self, key: str, text_: str) -> bool:
         """sendMessage until Telegram takes it (True) or the notifier stops (False);
         Refused when Telegram says no for good."""
         url = f"{self.settings.telegram_api_url}/bot{self.settings.telegram_bot_token}/sendMessage"
         body = {"chat_id": self.settings.telegram_chat_id, "text": text_}
         backoff = 1.0
         while not self.stopping.is_set():
+            wait = backoff
+            logger.debug("calling sendMessage", extra={"event_id": key})
             try:
                 answer = self.http.post(url, json=body, timeout=15)
                 reply = answer.json()
-            except (requests.RequestException, ValueError) as exc:
-                wait, reason = backoff, f"no answer: {exc}"
+                if not isinstance(reply, dict):
+                    raise ValueError(f"HTTP {answer.status_code} with a body that is no reply")
+            except (requests.RequestException, ValueError) as error:
+                # requests puts the URL, token and all, into its messages.
+                reason = storable(f"no answer: {error}", secrets=self.secrets)
             else:
                 if reply.get("ok"):
                     return True
-                reason = f"{reply.get('error_code')} {reply.get('description')}"
+                reason = storable(
+                    f"{reply.get('error_code')} {reply.get('description')}", secrets=self.secrets
+                )
                 if answer.status_code == 429:
-                    wait = float(reply.get("parameters", {}).get("retry_after", backoff))
-                elif answer.status_code >= 500:
-                    wait = backoff
-                else:
+                    wait = retry_after(reply, backoff)
+                elif answer.status_code < 500:
                     raise Refused(reason)
             RETRIES.inc()
-            logger.warning("telegram did not take the alert yet", extra={"reason": reason})
+            self.ledger.attempt_failed(key, reason)
+            logger.warning(
+                "telegram did not take the alert yet",
+                extra={"event_id": key, "reason": reason, "retry_in": wait},
+            )
             self.stopping.wait(wait)
             backoff = min(backoff * 2, 60.0)
         return False
@@ -236,7 +472,7 @@ class Notifier:
 def main() -> None:
     settings = get_settings()
     configure_logging("notifier")
-    start_http_server(settings.notifier_metrics_port)
+    start_http_server(settings.notifier_metrics_port, addr=settings.http_bind_host)
     notifier = Notifier(settings, default_engine())
     signal.signal(signal.SIGTERM, notifier.stop)
     signal.signal(signal.SIGINT, notifier.stop)

@@ -459,7 +459,7 @@ class _Rebalance(ConsumerRebalanceListener):
 def main() -> None:
     settings = get_settings()
     configure_logging("processor")
-    start_http_server(settings.processor_metrics_port)
+    start_http_server(settings.processor_metrics_port, addr=settings.http_bind_host)
     processor = Processor(settings)
     signal.signal(signal.SIGTERM, processor.stop)
     signal.signal(signal.SIGINT, processor.stop)

@@ -27,6 +27,10 @@ def main() -> None:
         "PGUSER_APP": db.username,
         "PGPASSWORD_APP": db.password or "",
         "PGDATABASE_APP": db.database,
+        "PGUSER_GRAFANA": settings.grafana_db_user,
+        "PGPASSWORD_GRAFANA": settings.grafana_db_password,
+        # Set by stack/lib.sh; here so that a running process manager that lacks it restarts.
+        "ALLOW_EXAMPLE_KEYS": str(settings.allow_example_keys).lower(),
         "KAFKA_PORT": kafka_port,
         "KAFKA_CONTROLLER_PORT": settings.kafka_controller_port,
         "KAFKA_HEAP": settings.kafka_heap,

@@ -3,6 +3,9 @@
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
+# The local stack is a development machine: .env.example's API keys are allowed here, and
+# only here (config.py refuses them elsewhere). An explicit value in the environment wins.
+export ALLOW_EXAMPLE_KEYS=${ALLOW_EXAMPLE_KEYS:-true}
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -83,16 +86,33 @@ init_postgres() {
 psql_admin() { "$PG_BINDIR/psql" -h "$STACK_LOCAL/pgsock" -p "$PGPORT" -U postgres -v ON_ERROR_STOP=1 -qtA "$@"; }
 
 ensure_database() {
+    [ "$PGUSER_APP" != postgres ] || die "DATABASE_URL must name the application's own role, not postgres"
     # psql variables (:"user", :'password') quote the values from .env safely.
-    psql_admin -d postgres -v user="$PGUSER_APP" -v password="$PGPASSWORD_APP" <<'SQL'
+    psql_admin -d postgres -v user="$PGUSER_APP" -v password="$PGPASSWORD_APP" \
+        -v grafana_user="$PGUSER_GRAFANA" -v grafana_password="$PGPASSWORD_GRAFANA" <<'SQL'
 SELECT NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'user') AS missing \gset
 \if :missing
 CREATE ROLE :"user" LOGIN;
 \endif
+-- The application owns its tables but is no superuser, and may not create roles (on
+-- PostgreSQL 15 CREATEROLE could grant itself pg_execute_server_program: a shell).
 -- CREATEDB: the tests give every test module a database of its own.
-ALTER ROLE :"user" LOGIN CREATEDB PASSWORD :'password';
+ALTER ROLE :"user" LOGIN NOSUPERUSER NOCREATEROLE CREATEDB PASSWORD :'password';
 -- Lets the rollup job see every session's transaction id (tasks/rollups.py).
 GRANT pg_read_all_stats TO :"user";
+-- Grafana's read-only role: created here because the application's role cannot;
+-- revision 0012 grants it what the dashboards read. Without GRAFANA_DB_PASSWORD it has
+-- no password and cannot log in.
+SELECT NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'grafana_user') AS missing \gset
+\if :missing
+CREATE ROLE :"grafana_user" LOGIN;
+\endif
+SELECT :'grafana_password' = '' AS no_password \gset
+\if :no_password
+ALTER ROLE :"grafana_user" LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB PASSWORD NULL;
+\else
+ALTER ROLE :"grafana_user" LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB PASSWORD :'grafana_password';
+\endif
 SQL
     if [ -z "$(psql_admin -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$PGDATABASE_APP'")" ]; then
         say "creating database $PGDATABASE_APP"

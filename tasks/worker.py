@@ -41,7 +41,9 @@ _started: dict[str, float] = {}
 def _serve_metrics(**_kwargs):
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    start_http_server(_settings.worker_metrics_port, registry=registry)
+    start_http_server(
+        _settings.worker_metrics_port, addr=_settings.http_bind_host, registry=registry
+    )
 
 
 @worker_process_shutdown.connect

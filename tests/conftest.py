@@ -15,6 +15,7 @@ from sqlalchemy.exc import ProgrammingError
 
 from config import PROJECT_ROOT, Settings, get_settings
 from db.session import make_engine
+from tests import helpers  # noqa: F401  (allows .env.example's keys in every test process)
 
 
 @pytest.fixture(scope="session")

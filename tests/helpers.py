@@ -13,18 +13,25 @@ from config import PROJECT_ROOT, Settings
 
 T = TypeVar("T")
 
+# The tests run on the local stack, a development machine whose .env holds .env.example's
+# API keys: allow them here (as stack/lib.sh does) and in the services the tests start.
+DEVELOPMENT = {"ALLOW_EXAMPLE_KEYS": "true"}
+for _name, _value in DEVELOPMENT.items():
+    os.environ.setdefault(_name, _value)
+
 
 def example_settings(**overrides) -> Settings:
     """The settings as shipped in .env.example, with overrides (no .env, no environment)."""
-    base = Settings(_env_file=PROJECT_ROOT / ".env.example")
+    base = Settings(_env_file=PROJECT_ROOT / ".env.example", allow_example_keys=True)
     return base.model_copy(update=overrides)
 
 
 def service_environment(env_file: Path, **environment: str) -> dict[str, str]:
     """The environment for a service started by a test: this process's, less any setting,
-    with the settings read from `env_file` and `environment` on top."""
+    with the settings read from `env_file`, the development setting, and `environment` on
+    top (which may turn the development setting off)."""
     env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-    return env | {"ENV_FILE": str(env_file)} | environment
+    return env | {"ENV_FILE": str(env_file)} | DEVELOPMENT | environment
 
 
 def wait_until(

@@ -1,8 +1,17 @@
-"""Integration tests: a failed test that ran services shows the end of their output."""
+"""Integration tests: a failed test that ran services shows the end of their output; a
+local Telegram Bot API for the tests that send alerts."""
 
 import pytest
 
+from tests.fake_telegram import FakeTelegram
 from tests.integration.pipeline import Pipeline
+
+
+@pytest.fixture
+def telegram():
+    fake = FakeTelegram()
+    yield fake
+    fake.close()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -94,13 +94,6 @@ class Stream:
 
 
 @pytest.fixture
-def telegram():
-    fake = FakeTelegram()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
 def pipeline(settings, admin_engine, migrated_template, tmp_path, telegram):
     p = Pipeline(
         settings,

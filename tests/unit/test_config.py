@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from dotenv import dotenv_values
 from pydantic import ValidationError
 
-from config import PROJECT_ROOT, Settings, describe
+from config import EXAMPLE_API_KEYS, PROJECT_ROOT, Settings, describe
 from tests.helpers import service_environment
 
 GOOD = {
@@ -106,6 +107,14 @@ def test_env_example_is_complete_and_valid(monkeypatch):
     for name in list(os.environ):
         if name.lower() in Settings.model_fields:
             monkeypatch.delenv(name)
+    # Its keys are public examples: refused, unless on a development machine.
+    with pytest.raises(ValidationError) as info:
+        Settings(_env_file=PROJECT_ROOT / ".env.example")
+    assert sorted(describe(e).split()[2] for e in info.value.errors()) == [
+        "ADMIN_API_KEYS",
+        "INGEST_API_KEYS",
+    ]
+    monkeypatch.setenv("ALLOW_EXAMPLE_KEYS", "true")
     Settings(_env_file=PROJECT_ROOT / ".env.example")
 
 
@@ -149,3 +158,77 @@ def test_a_bot_token_without_a_chat_stops_the_notifier_with_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "config error: TELEGRAM_CHAT_ID is not set; a bot token needs the chat to write to"
     ]
+
+
+EXAMPLE_KEY_LINE = (
+    "is invalid: it holds the example key from .env.example; generate one with: "
+    'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+)
+
+
+def test_the_example_keys_are_the_ones_env_example_ships():
+    shipped = dotenv_values(PROJECT_ROOT / ".env.example")
+    keys = {
+        key
+        for name, value in shipped.items()
+        if name.endswith("_API_KEYS") and value
+        for key in value.split(",")
+    }
+    assert keys and keys == EXAMPLE_API_KEYS
+
+
+@pytest.mark.parametrize("name", ["INGEST_API_KEYS", "ADMIN_API_KEYS", "ANALYTICS_API_KEYS"])
+@pytest.mark.parametrize("example", sorted(EXAMPLE_API_KEYS))
+def test_an_example_key_is_refused_unless_allowed(monkeypatch, name, example):
+    value = f"{example},another-key-0123456789"
+    assert errors(monkeypatch, **{name: value}) == [f"config error: {name} {EXAMPLE_KEY_LINE}"]
+    assert errors(monkeypatch, ALLOW_EXAMPLE_KEYS="false", **{name: value}) == [
+        f"config error: {name} {EXAMPLE_KEY_LINE}"
+    ]
+    allowed = load(monkeypatch, ALLOW_EXAMPLE_KEYS="true", **{name: value})
+    assert example in getattr(allowed, name.lower())
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("INGEST_API_KEYS", "ADMIN_API_KEYS"),
+        ("INGEST_API_KEYS", "ANALYTICS_API_KEYS"),
+        ("ADMIN_API_KEYS", "ANALYTICS_API_KEYS"),
+    ],
+)
+def test_the_key_variables_may_not_share_a_key(monkeypatch, first, second):
+    shared = "shared-key-0123456789"
+    env = {first: f"own-key-0123456789,{shared}", second: shared}
+    assert errors(monkeypatch, **env) == [
+        f"config error: {first} and {second} share a key; give each its own keys"
+    ]
+
+
+def test_grafana_needs_a_role_and_a_password_of_its_own(monkeypatch):
+    # DATABASE_URL's role is "u".
+    assert errors(monkeypatch, GRAFANA_DB_USER="u") == [
+        "config error: GRAFANA_DB_USER names the role of DATABASE_URL; Grafana's read-only"
+        " role needs a name of its own"
+    ]
+    (line,) = errors(monkeypatch, GRAFANA_DB_PASSWORD="short")
+    assert line.startswith("config error: GRAFANA_DB_PASSWORD is invalid: use at least 12")
+    assert load(monkeypatch, GRAFANA_DB_PASSWORD="x" * 12).grafana_db_password == "x" * 12
+
+
+@pytest.mark.parametrize("command", SERVICE_COMMANDS, ids=lambda c: " ".join(c[1:]))
+def test_service_refuses_to_start_with_the_example_keys(command):
+    """Every service, started with .env.example as it ships, stops naming both keys."""
+    result = subprocess.run(
+        command,
+        env=service_environment(PROJECT_ROOT / ".env.example", ALLOW_EXAMPLE_KEYS="false"),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert sorted(result.stderr.strip().splitlines()) == [
+        f"config error: ADMIN_API_KEYS {EXAMPLE_KEY_LINE}",
+        f"config error: INGEST_API_KEYS {EXAMPLE_KEY_LINE}",
+    ], result.stderr

@@ -28,6 +28,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         REPORT_TIMEZONE=settings.report_timezone,
         MAX_PERIODS=settings.analytics_max_periods,
         MAX_LIMIT=settings.analytics_max_limit,
+        STATEMENT_TIMEOUT_MS=settings.analytics_statement_timeout_ms,
+        MAX_RAW_DAYS=settings.analytics_max_raw_days,
     )
     api = create_api(
         app,
@@ -35,8 +37,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         description="Sales reports: totals, periods, products, categories, trends; JSON or CSV.",
         security_schemes=(ANALYTICS_KEY_SCHEME, ADMIN_KEY_SCHEME),
     )
-    api.register_blueprint(routes.blp)
-    api.register_blueprint(admin.blp)
+    # The document is built in the app's context: bounds that are settings (the largest
+    # `limit`) are declared with this app's values.
+    with app.app_context():
+        api.register_blueprint(routes.blp)
+        api.register_blueprint(admin.blp)
     register_database(app, settings.database_url, SERVICE)
 
     def ready():

@@ -11,10 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 GRANULARITIES = ("hour", "day", "week", "month", "year")
 DEFAULT_DAYS = 30
+
+# Every day a report may name (`from`, `to`, `date`): it holds every sale the collector
+# accepts (2000 to 2099), and a day before or after it, in any offset, is still a date
+# Python and PostgreSQL can hold.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2100, 12, 31)
+# The zone names a report may use, listed once: a name from a request is looked up here
+# and never used as a path first (`America` is a folder of the database, `../etc` leaves it).
+ZONE_NAMES = frozenset(available_timezones())
 
 
 def local_midnight(day: date, zone: ZoneInfo) -> datetime:

@@ -258,21 +258,48 @@ def _period_key(granularity: str, whole_hours: bool) -> str:
     return f"date_trunc('{granularity}', local_ts)::date"
 
 
+class TooManyRawDays(Exception):
+    """The answer would read more days of raw transactions than the bound allows."""
+
+    def __init__(self, days: float, limit: int):
+        super().__init__(f"{days:.1f} days of raw rows, more than {limit}")
+        self.days, self.limit = days, limit
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What one API request may cost (the tasks that read reports run unbounded)."""
+
+    statement_timeout_ms: int  # each statement is cancelled after this
+    max_raw_days: int  # most days of raw transactions one answer may read
+
+
 @contextmanager
-def snapshot(engine: Engine, report_timezone: str) -> Iterator[Reports]:
+def snapshot(
+    engine: Engine, report_timezone: str, bounds: Bounds | None = None
+) -> Iterator[Reports]:
     """Reports that all read one snapshot of the database (the rollups' horizon and the
     rows above it must be seen at the same moment)."""
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
         conn.execute(text("SET TRANSACTION READ ONLY"))
-        yield Reports(conn, report_timezone)
+        if bounds:
+            # For this transaction only: the pooled connection goes back unchanged.
+            conn.execute(
+                text("SELECT set_config('statement_timeout', :ms, true)"),
+                {"ms": str(bounds.statement_timeout_ms)},
+            )
+        yield Reports(conn, report_timezone, max_raw_days=bounds.max_raw_days if bounds else None)
         conn.rollback()
 
 
 class Reports:
     """Every report over one consistent snapshot of the database."""
 
-    def __init__(self, connection: Connection, report_timezone: str):
+    def __init__(
+        self, connection: Connection, report_timezone: str, *, max_raw_days: int | None = None
+    ):
         self.conn = connection
+        self.max_raw_days = max_raw_days
         state = connection.execute(
             text("SELECT watermark, timezone FROM rollup_state WHERE name = :name"),
             {"name": SALES_ROLLUP},
@@ -311,6 +338,11 @@ class Reports:
     ) -> list[Any]:
         family = self._family(filters, per_product)
         p = plan(report, daily_zone=self.daily_zone, granularity=granularity, family=family)
+        # Raw rows stand in for rollups at the edges, and for whole ranges where no rollup
+        # fits (per period in a zone whose offset is not whole hours, for one product).
+        raw_days = sum((end - start for start, end in p.raw), timedelta()) / timedelta(days=1)
+        if self.max_raw_days is not None and raw_days > self.max_raw_days:
+            raise TooManyRawDays(raw_days, self.max_raw_days)
         params = {
             "tz": report.tz,
             "start": report.start,

@@ -5,15 +5,22 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
+from flask_smorest.error_handler import ErrorSchema
+from psycopg2.errors import QueryCanceled
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from webargs.flaskparser import FlaskParser
 
+from db import rules
 from web.analytics import schemas
 from web.analytics.periods import (
     ReportRange,
@@ -23,10 +30,33 @@ from web.analytics.periods import (
     previous_period,
     resolve,
 )
-from web.analytics.queries import ZERO, Filters, Reports, snapshot
+from web.analytics.queries import ZERO, Bounds, Filters, Reports, TooManyRawDays, snapshot
 from web.common import ANALYTICS_KEY_SCHEME, require_api_key
 
-blp = Blueprint(
+
+class QueryParser(FlaskParser):
+    """Refused parameters are named in the message as well as listed in `errors`."""
+
+    def handle_error(self, error, req, schema, *, error_status_code, error_headers):
+        problems = "; ".join(
+            f"{name}: {' '.join(map(str, problem)) if isinstance(problem, list) else problem}"
+            for fields in error.messages.values()
+            for name, problem in fields.items()
+        )
+        abort(
+            error_status_code or 422,
+            exc=error,
+            messages=error.messages,
+            message=problems,
+            headers=error_headers,
+        )
+
+
+class AnalyticsBlueprint(Blueprint):
+    ARGUMENTS_PARSER = QueryParser()
+
+
+blp = AnalyticsBlueprint(
     "analytics",
     __name__,
     url_prefix="/api/v1",
@@ -34,37 +64,66 @@ blp = Blueprint(
 )
 require_api_key(blp, "ANALYTICS_API_KEYS", optional=True)
 SECURITY = [{ANALYTICS_KEY_SCHEME: []}, {}]
+RETRY_AFTER_SECONDS = 5
+# Cells that a spreadsheet would run as a formula (OWASP's list): written with a quote first.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def answers(schema):
-    """Documents the success answer without serialising through marshmallow: the views
-    build JSON-ready dicts, and long series would spend most of their time in dumping."""
-    return blp.alt_response(200, schema=schema, success=True)
+def refuse(field: str, message: str, *also: str, where: str = "query"):
+    """422 naming the parameter (and any others the message asks to change)."""
+    abort(
+        422,
+        message=f"{field}: {message}",
+        errors={where: {name: [message] for name in (field, *also)}},
+    )
 
 
-def refuse(field: str, message: str):
-    abort(422, message=f"{field}: {message}", errors={"query": {field: [message]}})
+@blp.before_request
+def refuse_repeated_parameters():
+    """`?tz=UTC&tz=Asia/Tokyo` is ambiguous: refused rather than read as either."""
+    for name in request.args:
+        if len(request.args.getlist(name)) > 1:
+            refuse(name[:64], "is given more than once; give each parameter once")
+
+
+def answers(schema, *, csv: bool = False):
+    """Documents the answers: success (JSON, and CSV when `csv`), and 503 when the
+    database took too long. The success answer is not serialised through marshmallow:
+    the views build JSON-ready dicts, and long series would spend most of their time
+    in dumping."""
+
+    def decorator(view):
+        view = blp.alt_response(200, schema=schema, success=True)(view)
+        view = blp.alt_response(
+            503,
+            schema=ErrorSchema,
+            description="The query took too long; retry, or narrow the range.",
+            headers={"Retry-After": {"schema": {"type": "integer"}}},
+        )(view)
+        if csv:
+            content = {"text/csv": {"schema": {"type": "string"}}}
+            view = blp.doc(responses={200: {"content": content}})(view)
+        return view
+
+    return decorator
 
 
 def zone_of(args) -> ZoneInfo:
-    name = args.get("tz") or current_app.config["REPORT_TIMEZONE"]
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        refuse("tz", f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin or UTC")
+    return args.get("tz") or ZoneInfo(current_app.config["REPORT_TIMEZONE"])
 
 
 def range_of(args) -> ReportRange:
     try:
         return resolve(args.get("from_"), args.get("to"), zone_of(args))
     except ValueError as exc:
-        refuse("from", str(exc))
+        refuse("from", str(exc), "to")
 
 
-def check_limit(args) -> None:
-    maximum = current_app.config["MAX_LIMIT"]
-    if not 1 <= args["limit"] <= maximum:
-        refuse("limit", f"must be between 1 and {maximum}")
+def periods_of(report: ReportRange, granularity: str) -> list[date | datetime]:
+    try:
+        return periods(report, granularity, current_app.config["MAX_PERIODS"])
+    except ValueError as exc:
+        refuse("granularity", str(exc), "from", "to")
 
 
 def filters_of(args) -> Filters:
@@ -72,22 +131,50 @@ def filters_of(args) -> Filters:
 
 
 def echo(args, report: ReportRange) -> dict:
+    first = args.get("from_") or report.start.astimezone(report.zone).date()
+    last = args.get("to") or (report.end - timedelta(microseconds=1)).astimezone(report.zone).date()
     return {
-        "from": str(args.get("from_") or report.start.astimezone(report.zone).date()),
-        "to": str(
-            args.get("to")
-            or (report.end - timedelta(microseconds=1)).astimezone(report.zone).date()
-        ),
+        "from": first.isoformat(),
+        "to": last.isoformat(),
         "tz": report.tz,
         "product_id": args.get("product_id"),
         "category": args.get("category"),
     }
 
 
-def reports():
-    """Every figure of one answer from one snapshot of the database."""
+@contextmanager
+def reports() -> Iterator[Reports]:
+    """Every figure of one answer from one snapshot of the database, bounded: a statement
+    that runs too long is cancelled (503, retry), an answer that would read too many raw
+    rows is refused (422) before it runs."""
     engine = current_app.extensions["db_engine"]()
-    return snapshot(engine, current_app.config["REPORT_TIMEZONE"])
+    bounds = Bounds(
+        statement_timeout_ms=current_app.config["STATEMENT_TIMEOUT_MS"],
+        max_raw_days=current_app.config["MAX_RAW_DAYS"],
+    )
+    try:
+        with snapshot(engine, current_app.config["REPORT_TIMEZONE"], bounds) as r:
+            yield r
+    except OperationalError as exc:
+        if not isinstance(exc.orig, QueryCanceled):
+            raise
+        abort(
+            503,
+            message=f"The query took longer than {bounds.statement_timeout_ms} ms and was"
+            " cancelled; retry in a moment, or ask for a shorter range (from, to).",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    except TooManyRawDays as exc:
+        refuse(
+            "from",
+            f"this answer would read {exc.days:.0f} days of single transactions, more than"
+            f" ANALYTICS_MAX_RAW_DAYS ({exc.limit}): per-period answers in a zone whose offset"
+            " is not whole hours, for one product, cannot use the rollups. Choose a range"
+            f" (from, to) of at most {exc.limit} days, a zone (tz) whose offset is whole"
+            " hours, or a coarser question (no product_id, or summary).",
+            "to",
+            "tz",
+        )
 
 
 def wants_csv(args) -> bool:
@@ -100,13 +187,22 @@ def wants_csv(args) -> bool:
     )
 
 
+def neutralised(value):
+    """A text cell a spreadsheet would read as a formula, quoted (OWASP's advice). Only
+    text is touched: numbers (Decimal, int, float: a change of -12.5) stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def as_csv(items: list[dict], name: str) -> Response:
     buffer = io.StringIO()
     if items:
-        writer = csv.DictWriter(buffer, fieldnames=list(items[0]), lineterminator="\n")
+        # RFC 4180's CRLF: the writer then quotes any cell holding a CR or LF as well.
+        writer = csv.DictWriter(buffer, fieldnames=list(items[0]), lineterminator="\r\n")
         writer.writeheader()
         for item in items:
-            writer.writerow({k: "" if v is None else v for k, v in item.items()})
+            writer.writerow({k: "" if v is None else neutralised(v) for k, v in item.items()})
     return Response(
         buffer.getvalue(),
         mimetype="text/csv",
@@ -133,11 +229,7 @@ def csv_ready(items: list[dict]) -> list[dict]:
 
 
 def series(report: ReportRange, filters: Filters, granularity: str, r: Reports) -> list[dict]:
-    limit = current_app.config["MAX_PERIODS"]
-    try:
-        keys = periods(report, granularity, limit)
-    except ValueError as exc:
-        refuse("granularity", str(exc))
+    keys = periods_of(report, granularity)
     found = r.by_period(report, filters, granularity)
     return [{"period": label(key, granularity, report.zone)} | found.get(key, ZERO) for key in keys]
 
@@ -169,7 +261,7 @@ class SummaryView(MethodView):
 class SalesView(MethodView):
     @blp.doc(security=SECURITY)
     @blp.arguments(schemas.SalesArgs, location="query")
-    @answers(schemas.PeriodList)
+    @answers(schemas.PeriodList, csv=True)
     def get(self, args):
         """Sales per hour, day, ISO week, month or year; periods without sales as zeros"""
         report = range_of(args)
@@ -182,12 +274,13 @@ class SalesView(MethodView):
 class TrendsView(MethodView):
     @blp.doc(security=SECURITY)
     @blp.arguments(schemas.TrendArgs, location="query")
-    @answers(schemas.TrendList)
+    @answers(schemas.TrendList, csv=True)
     def get(self, args):
         """Each period with its change against the previous one (growth or decline)"""
         report = range_of(args)
         granularity = args["granularity"]
-        keys = periods(report, granularity, current_app.config["MAX_PERIODS"])
+        # Counted before anything else is done: a range too long is refused at once.
+        keys = periods_of(report, granularity)
         before = previous_period(keys[0], granularity)
         extended = ReportRange(local_midnight(before, report.zone), report.end, report.zone)
         with reports() as r:
@@ -201,10 +294,9 @@ class TrendsView(MethodView):
 class ProductRankingView(MethodView):
     @blp.doc(security=SECURITY)
     @blp.arguments(schemas.ProductRankingArgs, location="query")
-    @answers(schemas.ProductList)
+    @answers(schemas.ProductList, csv=True)
     def get(self, args):
         """Sales by product, top N by revenue, quantity or transactions"""
-        check_limit(args)
         report = range_of(args)
         with reports() as r:
             items = r.by_product(
@@ -221,8 +313,8 @@ class ProductRankingView(MethodView):
 @blp.route("/analytics/categories")
 class CategoryView(MethodView):
     @blp.doc(security=SECURITY)
-    @blp.arguments(schemas.RangeArgs, location="query")
-    @answers(schemas.CategoryList)
+    @blp.arguments(schemas.CategoryArgs, location="query")
+    @answers(schemas.CategoryList, csv=True)
     def get(self, args):
         """Sales by category"""
         report = range_of(args)
@@ -238,7 +330,6 @@ class DailyReportView(MethodView):
     @answers(schemas.DailyReport)
     def get(self, args):
         """One day: totals, top products, categories, and against the day before"""
-        check_limit(args)
         zone = zone_of(args)
         day: date = args.get("date") or datetime.now(zone).date()
         today = resolve(day, day, zone)
@@ -265,7 +356,7 @@ class DailyReportView(MethodView):
 class CatalogView(MethodView):
     @blp.doc(security=SECURITY)
     @blp.arguments(schemas.CatalogArgs, location="query")
-    @answers(schemas.ProductPage)
+    @answers(schemas.ProductPage, csv=True)
     def get(self, args):
         """The product catalog, by product_id, a page at a time"""
         params = {
@@ -295,12 +386,18 @@ class CatalogView(MethodView):
         }
 
 
-@blp.route("/products/<product_id>")
+@blp.route("/products/<product_id>", parameters=[schemas.PRODUCT_ID_PARAMETER])
 class ProductView(MethodView):
     @blp.doc(security=SECURITY)
     @answers(schemas.Product)
+    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(404, response="NOT_FOUND")
     def get(self, product_id):
         """One product"""
+        try:
+            rules.identifier(product_id)
+        except ValueError as exc:
+            refuse("product_id", str(exc), where="path")
         with reports() as r:
             row = (
                 r.conn.execute(

@@ -1,27 +1,146 @@
-"""Query parameters and response bodies of the Analytics API."""
+"""Query parameters and response bodies of the Analytics API.
+
+Each parameter's field both enforces its rule and declares it in the OpenAPI document
+(format, pattern, bounds, choices), so that generated clients and the server agree.
+"""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP
+from zoneinfo import ZoneInfo
 
+from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate
 
-from web.analytics.periods import GRANULARITIES
+from db import rules
+from web.analytics.periods import FIRST_DAY, GRANULARITIES, LAST_DAY, ZONE_NAMES
+from web.fields import Identifier, Text
+
+# A date, or a date and time: `YYYY-MM-DD` then `T` (or a space) and the time.
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+DATE_TIME_MAX_LENGTH = 40  # 2026-03-01T10:00:00.123456+01:00 is 32
+# The years FIRST_DAY..LAST_DAY, as the document's pattern for every date parameter.
+YEARS_PATTERN = r"^(20[0-9]{2}|2100)-"
+DAY_RANGE_HELP = f"must lie between {FIRST_DAY} and {LAST_DAY}"
+PAGE_MAX = 1_000_000  # with PER_PAGE_MAX, an offset PostgreSQL's bigint holds with room
+PER_PAGE_MAX = 1000
+
+
+def _in_range(day: date) -> None:
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValidationError(f"{DAY_RANGE_HELP} (reports cover these days only)")
+
+
+def _shown(value: str) -> str:
+    """A value as quoted in a message, cut short."""
+    return repr(value if len(value) <= 50 else value[:50] + "…")
 
 
 class DateOrDateTime(fields.Field):
     """`2026-03-01` (a whole local day) or `2026-03-01T10:00:00+01:00` (an instant)."""
 
+    HELP = "a date (YYYY-MM-DD) or an ISO 8601 datetime (YYYY-MM-DDTHH:MM:SS, optional offset)"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.metadata.update(
+            type="string",
+            anyOf=[{"format": "date"}, {"format": "date-time"}],
+            pattern=YEARS_PATTERN,
+            maxLength=DATE_TIME_MAX_LENGTH,
+        )
+
     def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str):
-            raise ValidationError("must be a date (YYYY-MM-DD) or an ISO 8601 datetime")
+        if not isinstance(value, str) or len(value) > DATE_TIME_MAX_LENGTH:
+            raise ValidationError(f"must be at most {DATE_TIME_MAX_LENGTH} characters: {self.HELP}")
         try:
-            return date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+            if _DAY.fullmatch(value):
+                moment = day = date.fromisoformat(value)
+            elif _DAY.match(value) and value[10] in "Tt ":
+                moment = datetime.fromisoformat(value)
+                day = moment.date()
+            else:
+                raise ValueError(value)
         except ValueError:
+            raise ValidationError(f"{_shown(value)} is not {self.HELP}") from None
+        # The day as written: with it inside the range, any offset stays inside the calendar.
+        _in_range(day)
+        return moment
+
+
+class ReportDay(fields.Date):
+    HELP = "must be a date written YYYY-MM-DD, e.g. 2026-03-01"
+
+    def __init__(self, **kwargs):
+        super().__init__(error_messages={"invalid": self.HELP}, **kwargs)
+        self.metadata.update(pattern=YEARS_PATTERN, maxLength=10)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not _DAY.fullmatch(value):
+            raise ValidationError(self.HELP)
+        day = super()._deserialize(value, attr, data, **kwargs)
+        _in_range(day)
+        return day
+
+
+class Zone(fields.Field):
+    """An IANA zone name of the zone database, loaded as a ZoneInfo."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.metadata.update(type="string", enum=sorted(ZONE_NAMES))
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or value not in ZONE_NAMES:
+            shown = _shown(value) if isinstance(value, str) else "this value"
             raise ValidationError(
-                f"{value!r} is not a date (YYYY-MM-DD) or an ISO 8601 datetime"
-            ) from None
+                f"unknown time zone {shown}; use an IANA name such as Europe/Berlin or UTC"
+            )
+        return ZoneInfo(value)
+
+
+class Whole(fields.Integer):
+    """A whole number within bounds, with messages that say what to send."""
+
+    def __init__(self, validator: validate.Validator, **kwargs):
+        super().__init__(
+            validate=validator,
+            error_messages={
+                "invalid": "must be a whole number such as 20",
+                "too_large": "must be a whole number such as 20",
+            },
+            **kwargs,
+        )
+
+
+class AtMostSetting(validate.Validator):
+    """1..app.config[key]: the maximum is a setting, read in the app's context both when a
+    request is checked and when the app's OpenAPI document is built (create_app builds it
+    inside its context), so the document declares the maximum this server enforces."""
+
+    min = 1
+
+    def __init__(self, key: str):
+        self.key = key
+
+    @property
+    def max(self) -> int:
+        return current_app.config[self.key]
+
+    def __call__(self, value: int) -> int:
+        if not self.min <= value <= self.max:
+            raise ValidationError(f"must be between {self.min} and {self.max}")
+        return value
+
+
+def _between(minimum: int, maximum: int) -> validate.Range:
+    return validate.Range(minimum, maximum, error="must be between {min} and {max}")
+
+
+def _one_of(choices) -> validate.OneOf:
+    return validate.OneOf(choices, error="must be one of: " + ", ".join(choices))
 
 
 class Money(fields.Decimal):
@@ -30,8 +149,8 @@ class Money(fields.Decimal):
 
 
 RANGE_HELP = (
-    "A date (whole local day, inclusive) or an ISO datetime (half-open range). "
-    "Default: the last 30 days."
+    f"A date (whole local day, inclusive) or an ISO datetime (half-open range), from "
+    f"{FIRST_DAY} to {LAST_DAY}. Default: the last 30 days."
 )
 
 
@@ -39,61 +158,72 @@ class RangeArgs(Schema):
     # No examples on parameters: Swagger UI would fill them in for every request.
     from_ = DateOrDateTime(data_key="from", metadata={"description": RANGE_HELP})
     to = DateOrDateTime(metadata={"description": RANGE_HELP})
-    tz = fields.String(
+    tz = Zone(
         metadata={"description": "IANA time zone, e.g. Europe/Berlin; default REPORT_TIMEZONE."}
     )
+
+
+class CsvArgs(Schema):
     format = fields.String(
-        validate=validate.OneOf(["json", "csv"]),
+        validate=_one_of(("json", "csv")),
         metadata={"description": "csv for text/csv (or send Accept: text/csv)."},
     )
 
 
 class FilterArgs(RangeArgs):
-    product_id = fields.String(metadata={"description": "Only this product."})
-    category = fields.String(metadata={"description": "Only this category."})
+    product_id = Identifier(metadata={"description": "Only this product."})
+    category = Text(rules.CATEGORY_MAX, metadata={"description": "Only this category."})
 
 
-class SalesArgs(FilterArgs):
-    granularity = fields.String(
-        load_default="day",
-        validate=validate.OneOf(GRANULARITIES, error="must be one of: " + ", ".join(GRANULARITIES)),
-    )
+class SalesArgs(FilterArgs, CsvArgs):
+    granularity = fields.String(load_default="day", validate=_one_of(GRANULARITIES))
 
 
-class TrendArgs(FilterArgs):
-    granularity = fields.String(
-        load_default="day",
-        validate=validate.OneOf(("day", "week", "month"), error="must be one of: day, week, month"),
-    )
+class TrendArgs(FilterArgs, CsvArgs):
+    granularity = fields.String(load_default="day", validate=_one_of(("day", "week", "month")))
 
 
-class ProductRankingArgs(RangeArgs):
-    category = fields.String(metadata={"description": "Only this category."})
+class ProductRankingArgs(RangeArgs, CsvArgs):
+    category = Text(rules.CATEGORY_MAX, metadata={"description": "Only this category."})
     order_by = fields.String(
-        load_default="revenue",
-        validate=validate.OneOf(
-            ("revenue", "quantity", "transactions"),
-            error="must be one of: revenue, quantity, transactions",
-        ),
+        load_default="revenue", validate=_one_of(("revenue", "quantity", "transactions"))
     )
-    limit = fields.Integer(
-        load_default=20, metadata={"description": "Top N (at most ANALYTICS_MAX_LIMIT)."}
+    limit = Whole(
+        AtMostSetting("MAX_LIMIT"),
+        load_default=20,
+        metadata={"description": "Top N (at most ANALYTICS_MAX_LIMIT)."},
     )
+
+
+class CategoryArgs(RangeArgs, CsvArgs):
+    pass
 
 
 class DailyReportArgs(Schema):
-    date = fields.Date(metadata={"description": "The day (YYYY-MM-DD); default today."})
-    limit = fields.Integer(
-        load_default=20, metadata={"description": "Top N products (at most ANALYTICS_MAX_LIMIT)."}
+    date = ReportDay(
+        metadata={"description": f"The day (YYYY-MM-DD, {FIRST_DAY} to {LAST_DAY}); default today."}
     )
-    tz = fields.String(metadata={"description": "IANA time zone; default REPORT_TIMEZONE."})
+    limit = Whole(
+        AtMostSetting("MAX_LIMIT"),
+        load_default=20,
+        metadata={"description": "Top N products (at most ANALYTICS_MAX_LIMIT)."},
+    )
+    tz = Zone(metadata={"description": "IANA time zone; default REPORT_TIMEZONE."})
 
 
-class CatalogArgs(Schema):
-    category = fields.String()
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    per_page = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-    format = fields.String(validate=validate.OneOf(["json", "csv"]))
+class CatalogArgs(CsvArgs):
+    category = Text(rules.CATEGORY_MAX, metadata={"description": "Only this category."})
+    page = Whole(_between(1, PAGE_MAX), load_default=1)
+    per_page = Whole(_between(1, PER_PAGE_MAX), load_default=100)
+
+
+# The path parameter of /products/{product_id}, as the document declares it.
+PRODUCT_ID_PARAMETER = {
+    "in": "path",
+    "name": "product_id",
+    "required": True,
+    "schema": Identifier().metadata,
+}
 
 
 class Figures(Schema):
