@@ -21,7 +21,7 @@ from tasks.maintenance import (
     purge_published_outbox,
     purge_replayed_rejections,
 )
-from tests.helpers import example_settings, service_environment
+from tests.helpers import example_settings, service_environment, wait_until
 
 DAYS = 3  # every retention in these tests
 SETTINGS = example_settings(
@@ -246,6 +246,16 @@ def topic_settings(transactions: str, notifications: str, hours: tuple[int, int]
     )
 
 
+def settled(admin, expected: dict) -> None:
+    """Until the topics' configs read back as expected: the broker applies an accepted
+    change a moment later (seen: the old value read right after the change)."""
+    wait_until(
+        lambda: topic_retention(admin, list(expected)) == expected,
+        timeout=15,
+        what=f"topic configs {expected}",
+    )
+
+
 def test_topics_are_created_with_the_configured_retention(settings, topic_names):
     transactions, notifications = topic_names(2)
     wanted = topic_settings(transactions, notifications, (30, 5))
@@ -253,10 +263,13 @@ def test_topics_are_created_with_the_configured_retention(settings, topic_names)
     try:
         done = ensure_topics(admin, wanted_topics(wanted), topic_configs(wanted))
         assert set(done) == {transactions, notifications}
-        assert topic_retention(admin, [transactions, notifications]) == {
-            transactions: (str(30 * 3_600_000), "DYNAMIC_TOPIC_CONFIG"),
-            notifications: (str(5 * 3_600_000), "DYNAMIC_TOPIC_CONFIG"),
-        }
+        settled(
+            admin,
+            {
+                transactions: (str(30 * 3_600_000), "DYNAMIC_TOPIC_CONFIG"),
+                notifications: (str(5 * 3_600_000), "DYNAMIC_TOPIC_CONFIG"),
+            },
+        )
     finally:
         admin.close()
 
@@ -276,19 +289,25 @@ def test_retention_is_applied_to_topics_that_exist_already(settings, topic_names
         first = topic_settings(transactions, notifications, (200, 3))
         done = ensure_topics(admin, wanted_topics(first), topic_configs(first))
         assert all("retention.ms set to" in what for what in done.values()), done
-        assert topic_retention(admin, [transactions, notifications]) == {
-            transactions: (str(200 * 3_600_000), "DYNAMIC_TOPIC_CONFIG"),
-            notifications: (str(3 * 3_600_000), "DYNAMIC_TOPIC_CONFIG"),
-        }
+        settled(
+            admin,
+            {
+                transactions: (str(200 * 3_600_000), "DYNAMIC_TOPIC_CONFIG"),
+                notifications: (str(3 * 3_600_000), "DYNAMIC_TOPIC_CONFIG"),
+            },
+        )
 
         # A changed setting reaches the topic; an unchanged one is left alone.
         second = topic_settings(transactions, notifications, (200, 9))
         done = ensure_topics(admin, wanted_topics(second), topic_configs(second))
         assert "set to" not in done[transactions] and "set to" in done[notifications], done
-        assert topic_retention(admin, [transactions, notifications]) == {
-            transactions: (str(200 * 3_600_000), "DYNAMIC_TOPIC_CONFIG"),
-            notifications: (str(9 * 3_600_000), "DYNAMIC_TOPIC_CONFIG"),
-        }
+        settled(
+            admin,
+            {
+                transactions: (str(200 * 3_600_000), "DYNAMIC_TOPIC_CONFIG"),
+                notifications: (str(9 * 3_600_000), "DYNAMIC_TOPIC_CONFIG"),
+            },
+        )
         again = ensure_topics(admin, wanted_topics(second), topic_configs(second))
         assert not any("set to" in what for what in again.values()), again
     finally:

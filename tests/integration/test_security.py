@@ -4,7 +4,10 @@ dashboards read; the metrics endpoints listen on HTTP_BIND_HOST only."""
 
 from __future__ import annotations
 
+import glob
+import os
 import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -336,3 +339,97 @@ def test_metrics_endpoints_listen_on_http_bind_host_only(
                     socket.create_connection(("127.0.0.1", port), timeout=5).close()
     finally:
         pipeline.close()
+
+
+# --- Compose's first start: stack/postgres-init/10-roles.sh -----------------------------
+INIT = PROJECT_ROOT / "stack" / "postgres-init" / "10-roles.sh"
+
+
+def run_init(settings: Settings, database: str, **environment: str):
+    """The script as the postgres image runs it: as the superuser, with psql on PATH."""
+    bindir = max(glob.glob("/usr/lib/postgresql/*/bin"))
+    env = os.environ | {
+        "PATH": f"{bindir}:{os.environ['PATH']}",
+        "PGHOST": str(PROJECT_ROOT / ".local" / "pgsock"),
+        "PGPORT": str(settings.database.port),
+        "POSTGRES_USER": "postgres",
+        "POSTGRES_DB": database,
+    }
+    return subprocess.run(
+        ["bash", str(INIT)], env=env | environment, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_composes_first_start_makes_roles_that_are_no_superusers(settings):
+    suffix = uuid.uuid4().hex[:10]
+    database, app, reader = (
+        f"salesflow_test_init_{suffix}",
+        f"test_app_{suffix}",
+        f"test_reader_{suffix}",
+    )
+    superuser = create_engine(superuser_url(settings, "postgres"), isolation_level="AUTOCOMMIT")
+    with superuser.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{database}"'))
+    try:
+        done = run_init(
+            settings,
+            database,
+            APP_DB_USER=app,
+            APP_DB_PASSWORD="app-password-0123",
+            GRAFANA_DB_USER=reader,
+            GRAFANA_DB_PASSWORD="reader-password-0123",
+        )
+        assert done.returncode == 0, done.stderr
+        with superuser.connect() as conn:
+            roles = dict(
+                conn.execute(
+                    text(
+                        "SELECT rolname, rolsuper OR rolcreaterole OR rolcreatedb"
+                        " FROM pg_roles WHERE rolname IN (:app, :reader)"
+                    ),
+                    {"app": app, "reader": reader},
+                ).all()
+            )
+            assert roles == {app: False, reader: False}
+            owner = conn.execute(
+                text("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = :d"),
+                {"d": database},
+            ).scalar_one()
+            assert owner == app
+            assert conn.execute(
+                text("SELECT pg_has_role(:app, 'pg_read_all_stats', 'MEMBER')"), {"app": app}
+            ).scalar_one()
+        # The services' role migrates the database (revision 0012 finds the reader made),
+        # and the reader reads the report views.
+        app_url = settings.database.set(
+            username=app, password="app-password-0123", database=database
+        ).render_as_string(hide_password=False)
+        migrate(app_url, "head", user=reader)
+        reader_engine = create_engine(
+            settings.database.set(
+                username=reader, password="reader-password-0123", database=database
+            ),
+            poolclass=NullPool,
+        )
+        with reader_engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM sales_by_day")).scalar_one() == 0
+        reader_engine.dispose()
+    finally:
+        with superuser.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            for role in (app, reader):
+                conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+        superuser.dispose()
+
+
+def test_composes_first_start_refuses_the_superuser_as_the_services_role(settings):
+    done = run_init(
+        settings,
+        "postgres",
+        APP_DB_USER="postgres",
+        APP_DB_PASSWORD="x" * 16,
+        GRAFANA_DB_USER="grafana_reader",
+        GRAFANA_DB_PASSWORD="y" * 16,
+    )
+    assert done.returncode == 1
+    assert "must not be the superuser postgres" in done.stderr

@@ -87,7 +87,12 @@ def test_every_service_bounds_dockers_own_log():
 
 
 # --- safe by default -------------------------------------------------------------------
-SECRETS = ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "GRAFANA_DB_PASSWORD")
+SECRETS = (
+    "POSTGRES_PASSWORD",
+    "POSTGRES_ADMIN_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+    "GRAFANA_DB_PASSWORD",
+)
 TARGETS = PROJECT_ROOT / "monitoring" / "prometheus" / "targets" / "compose.json"
 DATASOURCES = PROJECT_ROOT / "monitoring" / "grafana" / "provisioning" / "datasources"
 
