@@ -13,11 +13,13 @@ The transport's known limits, and how the system lives with them:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
 
 from celery import Celery, Task
+from celery.beat import PersistentScheduler, SchedulingError
 from celery.signals import after_setup_logger
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
 
@@ -48,6 +50,27 @@ class LoggedTask(Task):
         return result
 
 
+class ReconnectingScheduler(PersistentScheduler):
+    """Beat's scheduler, made to recover from a broker that went away. After PostgreSQL
+    restarted, beat's cached producer stayed bound to a closed channel, and every send
+    failed with 'channel disconnected' for as long as beat ran: no rollups, no checks.
+    A failed send drops the producer and its connection; the next send makes new ones."""
+
+    def apply_async(self, entry, producer=None, advance=True, **kwargs):
+        try:
+            return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+        except SchedulingError:
+            self._drop_connection()
+            raise
+
+    def _drop_connection(self) -> None:
+        self.__dict__.pop("producer", None)
+        connection = self.__dict__.pop("connection", None)
+        if connection is not None:
+            with contextlib.suppress(Exception):  # it is broken already
+                connection.release()
+
+
 def create_celery() -> Celery:
     settings = get_settings()
     app = Celery("salesflow", task_cls=LoggedTask)
@@ -66,6 +89,7 @@ def create_celery() -> Celery:
         worker_concurrency=settings.worker_concurrency,
         worker_hijack_root_logger=False,
         timezone="UTC",
+        beat_scheduler=ReconnectingScheduler,
         beat_schedule={
             # tasks/maintenance.py: store parked transactions whose product has arrived,
             # reject those whose window has passed.
