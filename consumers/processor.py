@@ -23,7 +23,6 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import kombu.exceptions
-import orjson
 import sqlalchemy.exc
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -351,22 +350,12 @@ class Processor:
         (raw bytes kept, replayable), so that the partitions move on past it."""
         error = error or f"a worker started it {attempts} times and never finished it"
         details = {"chunk_id": str(chunk.chunk_id), "attempts": attempts, "error": error}
-        rejections = []
-        for topic, partition, offset, kind, raw_b64 in chunk.items:
-            raw = base64.b64decode(raw_b64)
-            rejections.append(
-                Rejection(
-                    raw,
-                    "chunk_failed",
-                    "storage",
-                    kind,
-                    topic,
-                    partition,
-                    offset,
-                    details,
-                    transaction_id=_claimed_id(raw),
-                )
+        rejections = [
+            Rejection(
+                base64.b64decode(raw), "chunk_failed", "storage", kind, topic, part, offset, details
             )
+            for topic, part, offset, kind, raw in chunk.items
+        ]
         with self.engine.begin() as conn:
             insert_rejections(conn.connection.cursor(), rejections)
             conn.execute(
@@ -425,15 +414,6 @@ class Processor:
 
     def stop(self, *_args) -> None:
         self.running = False
-
-
-def _claimed_id(raw: bytes):
-    """The transaction id a message claims, if it can be read, for looking it up later."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    return body.get("transaction_id") if isinstance(body, dict) else None
 
 
 class _Rebalance(ConsumerRebalanceListener):

@@ -10,6 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from psycopg2.extras import Json, execute_values
 
 REASONS = (
@@ -35,7 +36,6 @@ class Rejection:
     partition: int
     offset: int
     details: dict[str, Any] = field(default_factory=dict)
-    transaction_id: Any = None
     received_at: Any = None
 
 
@@ -61,8 +61,14 @@ def storable(value: Any, depth: int = 0) -> Any:
     return printable(str(value))
 
 
-def _lookup_id(value: Any) -> str | None:
-    """The claimed id, kept when it can be looked up as one; the raw bytes hold it anyway."""
+def claimed_id(raw: bytes) -> str | None:
+    """The transaction id the message claims, kept when it can be looked up as one (the
+    raw bytes hold it anyway)."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    value = body.get("transaction_id") if isinstance(body, dict) else None
     if isinstance(value, str) and value == printable(value, 200):
         return value
     return None
@@ -74,7 +80,7 @@ def insert_rejections(cursor, rejections: list[Rejection]) -> None:
         return
     rows = [
         (
-            _lookup_id(r.transaction_id),
+            claimed_id(r.raw),
             r.raw,
             r.reason,
             Json(storable(r.details)),

@@ -51,8 +51,6 @@ class Message:
     body: dict[str, Any] | None = None
     problem: str | None = None
     content_hash: bytes = b""
-    # The id the message claims, valid or not: rejections keep it for lookups.
-    claimed_id: Any = None
 
     @classmethod
     def from_task(cls, item: list) -> Message:
@@ -83,7 +81,6 @@ class Outcome:
                 m.partition,
                 m.offset,
                 details or {},
-                transaction_id=m.claimed_id,
                 received_at=(m.body or {}).get("received_at"),
             )
         )
@@ -102,7 +99,6 @@ def decode(message: Message) -> None:
         body = orjson.loads(message.raw)
         if not isinstance(body, dict):
             raise ValueError("not a JSON object")
-        message.claimed_id = body.get("transaction_id")
         try:
             received = rules.instant(body.pop("received_at", None))
         except ValueError as exc:
@@ -415,12 +411,13 @@ def process_isolating(session: Session, messages: list[Message], now: datetime) 
         if isinstance(getattr(exc, "orig", exc), TRANSIENT) or not _answers(session):
             raise
         if len(messages) == 1:
+            refused = database_error(exc)
             logger.warning(
                 "message refused by the database; rejected",
-                extra={"offset": messages[0].offset, **database_error(exc)},
+                extra={"offset": messages[0].offset, **refused},
             )
             outcome = Outcome()
-            outcome.reject(messages[0], "storage_error", database_error(exc), stage="storage")
+            outcome.reject(messages[0], "storage_error", refused, stage="storage")
             record_rejections(session, outcome)
             return outcome
         half = len(messages) // 2

@@ -118,14 +118,15 @@ DEFAULT_MESSAGES = {
 }
 
 
+def error_shape(code: int, message: str) -> dict:
+    """The error shape of both APIs, before any `errors`."""
+    return {"code": code, "status": HTTPStatus(code).phrase, "message": message}
+
+
 def client_error(error: HTTPException):
     """One error shape for both APIs: code, status, message, and errors when there are any."""
     data = getattr(error, "data", None) or {}
-    body = {
-        "code": error.code,
-        "status": HTTPStatus(error.code).phrase,
-        "message": data.get("message") or DEFAULT_MESSAGES[error.code],
-    }
+    body = error_shape(error.code, data.get("message") or DEFAULT_MESSAGES[error.code])
     errors = data.get("messages") or data.get("errors")
     if errors:
         body["errors"] = errors

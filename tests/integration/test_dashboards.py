@@ -31,6 +31,19 @@ TIME_FROM, TIME_TO = "2024-02-25T10:00:00Z", "2024-03-12T03:00:00Z"
 FIRST_DAY, LAST_DAY = "2024-02-25", "2024-03-11"  # in New York
 
 
+def insert_transactions(engine, rows: list[tuple]) -> None:
+    """Rows of transactions as (id, product, quantity, unit price, list amount, total,
+    occurred, received, partition, offset, content hash)."""
+    with engine.begin() as conn:
+        execute_values(
+            conn.connection.cursor(),
+            "INSERT INTO transactions (transaction_id, product_id, quantity, unit_price,"
+            " list_amount, total_amount, occurred_at, received_at, kafka_partition,"
+            " kafka_offset, content_hash) VALUES %s",
+            rows,
+        )
+
+
 def panels(dashboard: dict) -> list[dict]:
     return [p for p in dashboard["panels"] if p.get("targets")]
 
@@ -84,14 +97,7 @@ def sales_db(module_database_url):
             rows.append(
                 (f"g{n}", pid, quantity, price, amount, amount, moment, moment, 0, n, bytes(32))
             )
-        with engine.begin() as conn:
-            execute_values(
-                conn.connection.cursor(),
-                "INSERT INTO transactions (transaction_id, product_id, quantity, unit_price,"
-                " list_amount, total_amount, occurred_at, received_at, kafka_partition,"
-                " kafka_offset, content_hash) VALUES %s",
-                rows,
-            )
+        insert_transactions(engine, rows)
 
     with engine.begin() as conn:
         execute_values(

@@ -33,7 +33,13 @@ from tasks.rollups import rollup
 from tests.conftest import alembic_config, create_database, drop_database
 from tests.helpers import wait_until
 from tests.integration.pipeline import Pipeline
-from tests.integration.test_dashboards import DASHBOARDS, FIRST_DAY, grafana_sql, panels
+from tests.integration.test_dashboards import (
+    DASHBOARDS,
+    FIRST_DAY,
+    grafana_sql,
+    insert_transactions,
+    panels,
+)
 
 DASHBOARD_SQL = [target["rawSql"] for p in panels(DASHBOARDS["sales"]) for target in p["targets"]]
 # What the reader must not do: raw rows, payloads, Celery's messages, any write.
@@ -217,14 +223,7 @@ def seed_sales(url: str) -> None:
             rows.append(
                 (f"t{n}", pid, quantity, price, amount, amount, moment, moment, 0, n, b"0" * 32)
             )
-        with engine.begin() as conn:
-            execute_values(
-                conn.connection.cursor(),
-                "INSERT INTO transactions (transaction_id, product_id, quantity, unit_price,"
-                " list_amount, total_amount, occurred_at, received_at, kafka_partition,"
-                " kafka_offset, content_hash) VALUES %s",
-                rows,
-            )
+        insert_transactions(engine, rows)
 
     with engine.begin() as conn:
         execute_values(

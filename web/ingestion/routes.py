@@ -11,7 +11,13 @@ from marshmallow import Schema, ValidationError
 from prometheus_client import Counter
 
 from consumers.messages import Outgoing, product_message, transaction_message
-from web.common import API_KEY_SCHEME, ApiBlueprint, parse_json_body, require_api_key
+from web.common import (
+    API_KEY_SCHEME,
+    ApiBlueprint,
+    error_shape,
+    parse_json_body,
+    require_api_key,
+)
 from web.ingestion.publisher import KafkaUnavailable
 from web.ingestion.schemas import (
     PRODUCT_EXAMPLE,
@@ -91,7 +97,7 @@ def answer_batch(kind: str, valid: list[dict], rejected: list[dict], to_message)
     # Nothing valid: nothing was accepted, the whole request is unprocessable; the error
     # shape of both APIs, with each item's problems.
     message = "No item was valid; each is listed in rejected with what to fix."
-    refused = jsonify({"code": 422, "status": "Unprocessable Entity", "message": message} | answer)
+    refused = jsonify(error_shape(422, message) | answer)
     refused.status_code = 422
     return refused
 
