@@ -13,6 +13,8 @@ COPY web ./web
 COPY tasks ./tasks
 COPY consumers ./consumers
 COPY db ./db
+COPY streams ./streams
+COPY bench ./bench
 RUN pip install .
 COPY alembic.ini ./
 COPY migrations ./migrations

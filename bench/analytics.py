@@ -27,11 +27,11 @@ from alembic.config import Config
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
+from bench.generate import generate
 from config import PROJECT_ROOT, get_settings
-from db.generate import generate
-from tasks.rollups import rollup
+from db.reports.periods import resolve
+from db.reports.rollups import rollup
 from web.analytics.app import create_app
-from web.analytics.periods import resolve
 
 
 def prepare(args) -> str:

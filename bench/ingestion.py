@@ -31,9 +31,9 @@ from sqlalchemy import text
 from tqdm import tqdm
 
 from config import PROJECT_ROOT, get_settings
-from consumers.messages import transaction_message
-from consumers.topics import admin_client, client_options
 from db.session import default_engine
+from streams.messages import transaction_message
+from streams.topics import admin_client, client_options
 from web.ingestion.publisher import write_options
 
 BIN = Path(sys.executable).parent

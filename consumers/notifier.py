@@ -38,10 +38,10 @@ from psycopg2.extras import Json
 from sqlalchemy import Connection, Engine, exc, text
 
 from config import PROJECT_ROOT, Settings, get_settings
-from consumers.topics import client_options
 from consumers.watchdog import Watchdog
 from db.session import default_engine
 from logs import configure_logging, redact
+from streams.topics import client_options
 
 logger = logging.getLogger(__name__)
 

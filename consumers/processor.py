@@ -13,7 +13,6 @@ it reads those messages again from the committed offsets, and they are stored on
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
 import signal
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 
 import kombu.exceptions
 import sqlalchemy.exc
+from celery import Celery
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
@@ -32,13 +32,14 @@ from prometheus_client import Counter, Gauge, start_http_server
 from sqlalchemy import text
 
 from config import Settings, get_settings
-from consumers.messages import KIND_HEADER
 from consumers.outbox_relay import relay_outbox
-from consumers.topics import client_options
 from consumers.watchdog import Watchdog
+from db.broker import INGEST_QUEUE, STORE_CHUNK
 from db.rejections import Rejection, insert_rejections
 from db.session import default_engine
 from logs import configure_logging
+from streams.messages import Message, chunk_item, kind_of
+from streams.topics import client_options
 
 logger = logging.getLogger(__name__)
 
@@ -121,11 +122,15 @@ class Tracker:
 
 class Processor:
     def __init__(self, settings: Settings):
-        from tasks.ingest import store_chunk  # imports the Celery app and its broker settings
-
         self.settings = settings
-        self.store_chunk = store_chunk
-        self.queue = store_chunk.app.conf.task_default_queue
+        # Sends only, by the task's name: none of the worker's code is loaded here.
+        self.broker = Celery(
+            "processor",
+            broker=settings.celery_broker_url,
+            broker_connection_retry_on_startup=True,
+            set_as_current=False,
+        )
+        self.queue = INGEST_QUEUE
         self.engine = default_engine()
         self.tracker = Tracker()
         self.running = True
@@ -164,7 +169,7 @@ class Processor:
             if time.monotonic() > deadline:
                 raise SystemExit(
                     f"topic {topic!r} has no partitions after {seconds:.0f}s;"
-                    " create it with `python -m consumers.topics`"
+                    " create it with `python -m streams.topics`"
                 )
             time.sleep(0.5)
 
@@ -226,10 +231,7 @@ class Processor:
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
             last[tp] = max(last.get(tp, -1), r.offset)
-            kind = dict(r.headers or []).get(KIND_HEADER, b"").decode("utf-8", "replace")
-            items.append(
-                [r.topic, r.partition, r.offset, kind, base64.b64encode(r.value or b"").decode()]
-            )
+            items.append(chunk_item(r.topic, r.partition, r.offset, kind_of(r.headers), r.value))
         chunk = Chunk(uuid.uuid4(), items, last)
         with self.engine.begin() as conn:
             conn.execute(
@@ -243,9 +245,11 @@ class Processor:
         chunk.unsent = True
         # The task id names the chunk and the attempt, so that its broker message can be
         # found (see _lost).
-        self.store_chunk.apply_async(
+        self.broker.send_task(
+            STORE_CHUNK,
             args=[str(chunk.chunk_id), chunk.items],
             task_id=f"{chunk.chunk_id}.{chunk.attempts + 1}",
+            queue=self.queue,
         )
         chunk.unsent = False
         chunk.attempts += 1
@@ -350,11 +354,12 @@ class Processor:
         (raw bytes kept, replayable), so that the partitions move on past it."""
         error = error or f"a worker started it {attempts} times and never finished it"
         details = {"chunk_id": str(chunk.chunk_id), "attempts": attempts, "error": error}
+        messages = [Message.from_item(item) for item in chunk.items]
         rejections = [
             Rejection(
-                base64.b64decode(raw), "chunk_failed", "storage", kind, topic, part, offset, details
+                m.raw, "chunk_failed", "storage", m.kind, m.topic, m.partition, m.offset, details
             )
-            for topic, part, offset, kind, raw in chunk.items
+            for m in messages
         ]
         with self.engine.begin() as conn:
             insert_rejections(conn.connection.cursor(), rejections)

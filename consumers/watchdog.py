@@ -21,7 +21,7 @@ from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
 from config import Settings
-from consumers.topics import admin_client
+from streams.topics import admin_client
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, text
 import db.models  # noqa: F401  (registers every table on Base.metadata)
 from config import get_settings
 from db.base import Base
-from db.broker_tables import broker_metadata
+from db.broker import broker_metadata
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

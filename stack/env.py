@@ -11,6 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config import PROJECT_ROOT, get_settings
+from db.broker import QUEUES
 
 
 def main() -> None:
@@ -40,6 +41,8 @@ def main() -> None:
         "NOTIFIER_METRICS_PORT": settings.notifier_metrics_port,
         "COLLECTOR_PORT": settings.collector_port,
         "ANALYTICS_PORT": settings.analytics_port,
+        # The queues the worker listens on: every queue of the app.
+        "WORKER_QUEUES": ",".join(QUEUES),
     }
     for name, value in values.items():
         print(f"export {name}={shlex.quote(str(value))}")

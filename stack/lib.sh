@@ -148,7 +148,7 @@ supervisor_running() { [ -S "$STACK_LOCAL/supervisor.sock" ] && supervisorctl_ p
 
 pg_ready() { "$PG_BINDIR/pg_isready" -q -h "$PGHOST" -p "$PGPORT"; }
 
-kafka_ready() { "$VENV/bin/python" -m consumers.topics --check >/dev/null 2>&1; }
+kafka_ready() { "$VENV/bin/python" -m streams.topics --check >/dev/null 2>&1; }
 
 prometheus_ready() { curl -fsS "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" >/dev/null 2>&1; }
 

@@ -43,9 +43,9 @@ curl -fsS -X POST "http://127.0.0.1:$PROMETHEUS_PORT/-/reload" >/dev/null
 say "migrating the database"
 "$VENV/bin/alembic" upgrade head
 say "creating Kafka topics"
-"$VENV/bin/python" -m consumers.topics
+"$VENV/bin/python" -m streams.topics
 say "seeding demo data (only into an empty database)"
-"$VENV/bin/python" -m db.generate --products 200 --transactions 200000 --days 400 --if-empty
+"$VENV/bin/python" -m bench.generate --products 200 --transactions 200000 --days 400 --if-empty
 # One rollup run now: the reports and report views are fast and know the zone from the start.
 "$VENV/bin/python" -m tasks.rollups run >/dev/null
 # Services run the code as it was when they started: restart them when it changed.

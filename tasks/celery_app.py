@@ -1,5 +1,6 @@
-"""The Celery application: broker on PostgreSQL (kombu's SQLAlchemy transport), queue
-names, the beat schedule, and a task base class that logs and times every task.
+"""The Celery application: broker on PostgreSQL (kombu's SQLAlchemy transport; queue
+names in db/broker.py), the beat schedule, and a task base class that logs and times
+every task.
 
 The transport's known limits, and how the system lives with them:
 - a fetched message is marked invisible and never redelivered if the worker dies: the
@@ -24,12 +25,10 @@ from celery.signals import after_setup_logger
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
 
 from config import get_settings
+from db.broker import INGEST_QUEUE, MAINTENANCE_QUEUE
 
 logger = logging.getLogger(__name__)
 
-INGEST_QUEUE = "ingest"
-MAINTENANCE_QUEUE = "maintenance"
-QUEUES = (INGEST_QUEUE, MAINTENANCE_QUEUE)
 BROKER_POLLING_INTERVAL = 0.05
 
 kombu_sqlalchemy.Transport.polling_interval = BROKER_POLLING_INTERVAL
@@ -81,6 +80,8 @@ def create_celery() -> Celery:
         task_serializer="json",
         accept_content=["json"],
         task_default_queue=INGEST_QUEUE,
+        # A task's name is what its broker messages and beat's entries carry: it stays
+        # when the code moves (upkeep and alert checks are still `maintenance.*`).
         task_routes={
             "maintenance.*": {"queue": MAINTENANCE_QUEUE},
             "rollups.*": {"queue": MAINTENANCE_QUEUE},
@@ -91,15 +92,15 @@ def create_celery() -> Celery:
         timezone="UTC",
         beat_scheduler=ReconnectingScheduler,
         beat_schedule={
-            # tasks/maintenance.py: store parked transactions whose product has arrived,
+            # tasks/ingest.py: store parked transactions whose product has arrived,
             # reject those whose window has passed.
             "release-parked-transactions": {
                 "task": "maintenance.release_parked",
                 "schedule": 2.0,
             },
-            # tasks/maintenance.py: delete broker messages that workers have fetched.
+            # tasks/upkeep.py: delete broker messages that workers have fetched.
             "purge-broker": {"task": "maintenance.purge_broker", "schedule": 60.0},
-            # tasks/maintenance.py: delete chunk records left by killed processors.
+            # tasks/upkeep.py: delete chunk records left by killed processors.
             "purge-chunks": {"task": "maintenance.purge_chunks", "schedule": 600.0},
             # tasks/rollups.py: roll newly stored transactions up into the report tables
             # every ROLLUP_INTERVAL_SECONDS, or sooner when many wait (asked every 5 s).
@@ -107,27 +108,27 @@ def create_celery() -> Celery:
                 "task": "rollups.rollup_sales",
                 "schedule": min(5.0, settings.rollup_interval_seconds),
             },
-            # tasks/maintenance.py: raise a rejection_burst event when rejections pile up.
+            # tasks/alerts.py: raise a rejection_burst event when rejections pile up.
             "check-rejection-burst": {
                 "task": "maintenance.check_rejection_burst",
                 "schedule": 30.0,
             },
-            # tasks/maintenance.py: raise a low_sales event when sales fall below the
+            # tasks/alerts.py: raise a low_sales event when sales fall below the
             # threshold (LOW_SALES_THRESHOLD; off at 0).
             "check-low-sales": {"task": "maintenance.check_low_sales", "schedule": 60.0},
-            # tasks/maintenance.py: delete outbox events published OUTBOX_RETENTION_DAYS ago.
+            # tasks/upkeep.py: delete outbox events published OUTBOX_RETENTION_DAYS ago.
             "purge-outbox": {"task": "maintenance.purge_outbox", "schedule": 3600.0},
-            # tasks/maintenance.py: delete final notification_log rows older than
+            # tasks/upkeep.py: delete final notification_log rows older than
             # NOTIFICATION_LOG_RETENTION_DAYS (pending ones stay).
             "purge-notification-log": {
                 "task": "maintenance.purge_notification_log",
                 "schedule": 3600.0,
             },
-            # tasks/maintenance.py: delete rejections replayed REJECTED_RETENTION_DAYS ago
+            # tasks/upkeep.py: delete rejections replayed REJECTED_RETENTION_DAYS ago
             # (open ones stay).
             "purge-rejected": {"task": "maintenance.purge_rejected", "schedule": 3600.0},
         },
-        include=["tasks.ingest", "tasks.maintenance", "tasks.rollups"],
+        include=["tasks.ingest", "tasks.rollups", "tasks.upkeep", "tasks.alerts"],
     )
     return app
 

@@ -1,6 +1,9 @@
 """Storing chunks of Kafka messages: validate the business rules, compute the amounts,
 write everything in one database transaction with bulk statements.
 
+Beat's release_parked stores the parked transactions whose product has arrived since,
+and rejects those whose window has passed.
+
 Outcomes per transaction: stored; a harmless resend of a stored one (same id, same
 content: counted once); parked until its product arrives; or rejected with a reason
 (`duplicate_conflict`, `amount_above_list_price`, `malformed_message`,
@@ -10,13 +13,11 @@ changes nothing: ids and Kafka offsets are unique keys.
 
 from __future__ import annotations
 
-import base64
 import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import orjson
 import psycopg2.errors
@@ -25,10 +26,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from config import get_settings
-from consumers.messages import PRODUCT, TRANSACTION, content_hash
-from db import rules
+from db.broker import STORE_CHUNK
 from db.rejections import Rejection, insert_rejections, printable
 from db.session import default_engine, session_scope
+from streams.messages import PRODUCT, TRANSACTION, Message, decode
 from tasks.celery_app import app
 from tasks.events import add_to_outbox, high_value_sale
 from tasks.metrics import PRODUCTS, REJECTIONS, TRANSACTIONS
@@ -37,25 +38,6 @@ logger = logging.getLogger(__name__)
 
 # A paid total may exceed price x quantity by rounding, never by more.
 AMOUNT_TOLERANCE = Decimal("0.01")
-
-
-@dataclass(slots=True)
-class Message:
-    """One Kafka message as the processor hands it on."""
-
-    topic: str
-    partition: int
-    offset: int
-    kind: str
-    raw: bytes
-    body: dict[str, Any] | None = None
-    problem: str | None = None
-    content_hash: bytes = b""
-
-    @classmethod
-    def from_task(cls, item: list) -> Message:
-        topic, partition, offset, kind, raw_b64 = item
-        return cls(topic, partition, offset, kind, base64.b64decode(raw_b64))
 
 
 @dataclass
@@ -89,34 +71,6 @@ class Outcome:
         for name in ("stored", "duplicates", "parked", "rejected", "products"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.rejections += other.rejections
-
-
-def decode(message: Message) -> None:
-    """Parses the message and applies the rules of `db/rules.py` (the collector's own), so
-    that everything a column would refuse is refused here, before SQL; sets `problem`
-    instead of raising."""
-    try:
-        body = orjson.loads(message.raw)
-        if not isinstance(body, dict):
-            raise ValueError("not a JSON object")
-        try:
-            received = rules.instant(body.pop("received_at", None))
-        except ValueError as exc:
-            raise ValueError(f"received_at {exc}") from None
-        if message.kind == TRANSACTION:
-            checked = rules.transaction(body, received)
-            message.content_hash = content_hash(
-                checked | {"timestamp": checked["timestamp"].isoformat()}
-            )
-        elif message.kind == PRODUCT:
-            checked = rules.product(body)
-        else:
-            raise ValueError(f"unknown kind header {message.kind!r}")
-        checked["received_at"] = received
-        message.body = checked
-    except (ValueError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
-        message.body = None
-        message.problem = str(exc) or type(exc).__name__
 
 
 def upsert_products(session: Session, messages: list[Message]) -> list[str]:
@@ -448,10 +402,10 @@ def _note_attempt(chunk_id: uuid.UUID, *, error: BaseException | None = None) ->
         logger.warning("could not count the chunk's attempt", exc_info=True)
 
 
-@app.task(name="ingest.store_chunk")
+@app.task(name=STORE_CHUNK)
 def store_chunk(chunk_id: str, items: list[list]) -> dict:
     """Stores one chunk and marks it finished, in one database transaction."""
-    messages = [Message.from_task(item) for item in items]
+    messages = [Message.from_item(item) for item in items]
     chunk = uuid.UUID(chunk_id)
     _note_attempt(chunk)
     try:
@@ -493,4 +447,38 @@ def store_chunk(chunk_id: str, items: list[list]) -> dict:
             "parked": outcome.parked,
         },
     )
+    return {"stored": outcome.stored, "rejected": outcome.rejected}
+
+
+@app.task(name="maintenance.release_parked")
+def release_parked() -> dict:
+    """Stores parked transactions whose product now exists; rejects expired ones as
+    unknown_product. Safe to run concurrently (rows are taken with SKIP LOCKED)."""
+    outcome = Outcome()
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        waiting = (
+            session.execute(
+                text(
+                    "SELECT DISTINCT p.product_id FROM parked_transactions p"
+                    " JOIN products USING (product_id)"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if waiting:
+            store_transactions(
+                session, take_parked(session, product_ids=list(waiting)), outcome, park_until=None
+            )
+        store_transactions(
+            session, take_parked(session, expired_before=now), outcome, park_until=None
+        )
+        record_rejections(session, outcome)
+    count_outcome(outcome)
+    if outcome.stored or outcome.rejected:
+        logger.info(
+            "parked transactions released",
+            extra={"stored": outcome.stored, "rejected": outcome.rejected},
+        )
     return {"stored": outcome.stored, "rejected": outcome.rejected}

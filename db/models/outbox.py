@@ -15,7 +15,7 @@ class OutboxEvent(Base):
     __tablename__ = "outbox_events"
     __table_args__ = (
         Index("ix_outbox_events_unpublished", "id", postgresql_where=text("published_at IS NULL")),
-        # For the retention purge (tasks/maintenance.py).
+        # For the retention purge (tasks/upkeep.py).
         Index(
             "ix_outbox_events_published_at",
             "published_at",

@@ -9,7 +9,7 @@ from db.base import Base
 from db.types import Identifier, MoneyTotal, Timestamp
 
 
-class _Figures:
+class Figures:
     """What every rollup row holds: paid and list revenue, quantity, transactions."""
 
     revenue: Mapped[MoneyTotal]
@@ -18,7 +18,7 @@ class _Figures:
     transactions: Mapped[int] = mapped_column(BigInteger)
 
 
-class SalesHourly(_Figures, Base):
+class SalesHourly(Figures, Base):
     """Sales per product per UTC hour: exact for every time zone whose offset is whole hours."""
 
     __tablename__ = "sales_hourly"
@@ -31,7 +31,7 @@ class SalesHourly(_Figures, Base):
     product_id: Mapped[Identifier] = mapped_column(primary_key=True)
 
 
-class SalesDaily(_Figures, Base):
+class SalesDaily(Figures, Base):
     """Sales per product per calendar day in the report time zone."""
 
     __tablename__ = "sales_daily"
@@ -44,7 +44,7 @@ class SalesDaily(_Figures, Base):
     product_id: Mapped[Identifier] = mapped_column(primary_key=True)
 
 
-class SalesMonthly(_Figures, Base):
+class SalesMonthly(Figures, Base):
     """Sales per product per calendar month (its first day) in the report time zone."""
 
     __tablename__ = "sales_monthly"
@@ -57,7 +57,7 @@ class SalesMonthly(_Figures, Base):
     product_id: Mapped[Identifier] = mapped_column(primary_key=True)
 
 
-class SalesYearly(_Figures, Base):
+class SalesYearly(Figures, Base):
     """Sales per product per calendar year (its first day) in the report time zone."""
 
     __tablename__ = "sales_yearly"
@@ -71,13 +71,13 @@ class SalesYearly(_Figures, Base):
 
 
 # The same figures summed over all products: what unfiltered reports read.
-class SalesHourlyTotals(_Figures, Base):
+class SalesHourlyTotals(Figures, Base):
     __tablename__ = "sales_hourly_totals"
 
     hour: Mapped[Timestamp] = mapped_column(primary_key=True)
 
 
-class SalesQuarterHourTotals(_Figures, Base):
+class SalesQuarterHourTotals(Figures, Base):
     """Per quarter of an hour (UTC): every zone's periods are whole quarters, also where
     the offset is not whole hours (India, Nepal, ...)."""
 
@@ -86,19 +86,19 @@ class SalesQuarterHourTotals(_Figures, Base):
     quarter: Mapped[Timestamp] = mapped_column(primary_key=True)
 
 
-class SalesDailyTotals(_Figures, Base):
+class SalesDailyTotals(Figures, Base):
     __tablename__ = "sales_daily_totals"
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
 
 
-class SalesMonthlyTotals(_Figures, Base):
+class SalesMonthlyTotals(Figures, Base):
     __tablename__ = "sales_monthly_totals"
 
     month: Mapped[date] = mapped_column(Date, primary_key=True)
 
 
-class SalesYearlyTotals(_Figures, Base):
+class SalesYearlyTotals(Figures, Base):
     __tablename__ = "sales_yearly_totals"
 
     year: Mapped[date] = mapped_column(Date, primary_key=True)
@@ -116,35 +116,35 @@ class RollupCategory(Base):
     category: Mapped[str] = mapped_column(String(100))
 
 
-class SalesQuarterHourByCategory(_Figures, Base):
+class SalesQuarterHourByCategory(Figures, Base):
     __tablename__ = "sales_quarter_hour_by_category"
 
     category: Mapped[str] = mapped_column(String(100), primary_key=True)
     quarter: Mapped[Timestamp] = mapped_column(primary_key=True)
 
 
-class SalesHourlyByCategory(_Figures, Base):
+class SalesHourlyByCategory(Figures, Base):
     __tablename__ = "sales_hourly_by_category"
 
     category: Mapped[str] = mapped_column(String(100), primary_key=True)
     hour: Mapped[Timestamp] = mapped_column(primary_key=True)
 
 
-class SalesDailyByCategory(_Figures, Base):
+class SalesDailyByCategory(Figures, Base):
     __tablename__ = "sales_daily_by_category"
 
     category: Mapped[str] = mapped_column(String(100), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
 
 
-class SalesMonthlyByCategory(_Figures, Base):
+class SalesMonthlyByCategory(Figures, Base):
     __tablename__ = "sales_monthly_by_category"
 
     category: Mapped[str] = mapped_column(String(100), primary_key=True)
     month: Mapped[date] = mapped_column(Date, primary_key=True)
 
 
-class SalesYearlyByCategory(_Figures, Base):
+class SalesYearlyByCategory(Figures, Base):
     __tablename__ = "sales_yearly_by_category"
 
     category: Mapped[str] = mapped_column(String(100), primary_key=True)

@@ -1,5 +1,7 @@
 """Stored sales transactions and the ones refused on the way."""
 
+import hashlib
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +25,24 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base
 from db.types import CreatedAt, Identifier, Money, Price, Timestamp
+
+CENT = Decimal("0.01")
+
+
+def content_hash(body: dict[str, Any]) -> bytes:
+    """What identifies a transaction's content: the fields the client sent, canonically.
+    Stored as `Transaction.content_hash`: the same id with the same hash is a resend."""
+    total = body.get("total_amount")
+    canonical = "\x1f".join(
+        [
+            body["transaction_id"],
+            body["product_id"],
+            str(int(body["quantity"])),
+            "" if total is None else str(Decimal(total).quantize(CENT)),
+            datetime.fromisoformat(body["timestamp"]).astimezone(UTC).isoformat(),
+        ]
+    )
+    return hashlib.sha256(canonical.encode()).digest()
 
 
 class Transaction(Base):
@@ -77,7 +97,7 @@ class RejectedTransaction(Base):
 
     __tablename__ = "rejected_transactions"
     __table_args__ = (
-        CheckConstraint("stage IN ('consumer', 'processor', 'storage')", name="stage_known"),
+        CheckConstraint("stage IN ('processor', 'storage')", name="stage_known"),
         CheckConstraint("status IN ('open', 'replayed')", name="status_known"),
         # A Kafka message is rejected once, however often its chunk is processed.
         UniqueConstraint(
@@ -88,7 +108,7 @@ class RejectedTransaction(Base):
         Index(
             "ix_rejected_transactions_open", "rejected_at", postgresql_where=text("status = 'open'")
         ),
-        # For the retention purge (tasks/maintenance.py).
+        # For the retention purge (tasks/upkeep.py).
         Index(
             "ix_rejected_transactions_replayed_at",
             "replayed_at",

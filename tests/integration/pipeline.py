@@ -18,8 +18,9 @@ from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import Engine, text
 
 from config import PROJECT_ROOT, Settings
-from consumers.topics import admin_client
+from db.broker import QUEUES
 from db.session import make_engine
+from streams.topics import admin_client
 from tests.conftest import create_database, drop_database
 from tests.helpers import example_settings, free_port, service_environment, wait_until
 from web.ingestion.app import create_app
@@ -27,6 +28,24 @@ from web.ingestion.app import create_app
 BIN = Path(sys.executable).parent
 INGEST_KEY = {"X-API-Key": "local-dev-ingest-key-change-me"}
 ADMIN_KEY = {"X-API-Key": "local-dev-admin-key-change-me"}
+
+
+def worker_command(hostname: str) -> list[str]:
+    return [
+        str(BIN / "celery"),
+        "-A",
+        "tasks.worker",
+        "worker",
+        "--queues",
+        ",".join(QUEUES),
+        "--concurrency",
+        "2",
+        "--hostname",
+        hostname,
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
 
 
 class Pipeline:
@@ -88,21 +107,7 @@ class Pipeline:
         if name.startswith("notifier"):
             return [sys.executable, "-m", "consumers.notifier"]
         if name.startswith("worker"):
-            return [
-                str(BIN / "celery"),
-                "-A",
-                "tasks.worker",
-                "worker",
-                "--queues",
-                "ingest,maintenance",
-                "--concurrency",
-                "2",
-                "--hostname",
-                f"{name}-{self.run_id}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ]
+            return worker_command(f"{name}-{self.run_id}@%h")
         if name == "beat":
             return [
                 str(BIN / "celery"),

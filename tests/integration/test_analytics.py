@@ -17,8 +17,8 @@ import pytest
 from psycopg2.extras import execute_values
 from sqlalchemy import text
 
+from db.reports.rollups import rollup
 from db.session import make_engine
-from tasks.rollups import rollup
 from tests.helpers import example_settings
 from web.analytics.app import create_app
 
@@ -346,7 +346,7 @@ def test_a_product_that_changes_category_moves_its_sales(world):
 
 
 def rollup_tables(world: World) -> dict:
-    from tasks.rollups import _TARGETS
+    from db.reports.tables import TABLES
 
     with world.engine.connect() as conn:
         return {
@@ -354,14 +354,14 @@ def rollup_tables(world: World) -> dict:
                 tuple(row)
                 for row in conn.execute(text(f"SELECT * FROM {table} WHERE transactions <> 0"))
             )
-            for table in _TARGETS
+            for table in TABLES.values()
         }
 
 
 def test_backfill_repairs_damaged_rollups_and_changes_nothing_else(world):
     from sqlalchemy.orm import Session
 
-    from tasks.rollups import backfill
+    from db.reports.rollups import backfill
 
     world.rollup()
     before = rollup_tables(world)
@@ -398,7 +398,7 @@ def test_backfill_repairs_damaged_rollups_and_changes_nothing_else(world):
 def test_a_run_is_due_after_the_interval_or_when_many_rows_wait(world):
     from sqlalchemy.orm import Session
 
-    from tasks.rollups import due
+    from db.reports.rollups import due
 
     settings = example_settings(rollup_interval_seconds=60, rollup_max_pending_rows=30)
 
@@ -427,7 +427,7 @@ def test_sales_below_the_threshold_raise_low_sales_with_the_exact_revenue(world)
     import jsonschema
 
     from config import PROJECT_ROOT
-    from tasks.maintenance import low_sales
+    from tasks.alerts import low_sales
 
     schema = json.loads((PROJECT_ROOT / "docs/events/notification.v1.schema.json").read_text())
     now = datetime(2024, 2, 29, 23, 7, tzinfo=UTC)

@@ -18,8 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from config import PROJECT_ROOT
+from db.reports.rollups import rollup
 from db.session import make_engine
-from tasks.rollups import rollup
 from tests.helpers import example_settings, wait_until
 from web.analytics.app import create_app
 

@@ -21,7 +21,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from consumers.topics import admin_client
+from streams.topics import admin_client
 from tests.helpers import example_settings
 from tests.integration.pipeline import ADMIN_KEY, INGEST_KEY
 from web.ingestion.app import create_app

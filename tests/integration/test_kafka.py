@@ -8,8 +8,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from consumers.processor import Processor
-from consumers.topics import admin_client, wanted_topics
 from consumers.watchdog import STALL_SECONDS
+from streams.topics import admin_client, wanted_topics
 from tests.helpers import wait_until
 
 

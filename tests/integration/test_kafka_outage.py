@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from kafka import KafkaConsumer
 
-from consumers.topics import admin_client, client_options
+from streams.topics import admin_client, client_options
 from tests.helpers import example_settings, stack_ctl, wait_until
 from tests.integration.pipeline import INGEST_KEY
 from web.ingestion.app import create_app

@@ -15,7 +15,7 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import make_url, text
 
-from consumers.topics import admin_client
+from streams.topics import admin_client
 from tasks.events import event
 from tests.fake_telegram import CHAT_ID, TOKEN, chat_not_found, flood_control, outage
 from tests.helpers import free_port, wait_until

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from consumers.topics import admin_client
+from streams.topics import admin_client
 from tests.helpers import wait_until
 from tests.integration.pipeline import Pipeline
 

@@ -15,8 +15,8 @@ from kafka.admin import ConfigResource
 from sqlalchemy import Engine, event, text
 
 from config import PROJECT_ROOT
-from consumers.topics import admin_client, ensure_topics, topic_configs, wanted_topics
-from tasks.maintenance import (
+from streams.topics import admin_client, ensure_topics, topic_configs, wanted_topics
+from tasks.upkeep import (
     purge_final_notifications,
     purge_published_outbox,
     purge_replayed_rejections,
@@ -97,7 +97,7 @@ def rejected_rows(engine: Engine) -> list[Row]:
     sql = (
         "INSERT INTO rejected_transactions (raw_payload, reason, stage, kind, kafka_topic,"
         " kafka_partition, kafka_offset, rejected_at, status, replayed_at)"
-        " VALUES ('\\x00', 'malformed_message', 'consumer', 'transaction', 'transactions', 0,"
+        " VALUES ('\\x00', 'malformed_message', 'processor', 'transaction', 'transactions', 0,"
         f" :offset, {hours_ago('rejected')}, :status, {hours_ago('replayed')}) RETURNING id"
     )
     return insert(engine, sql, rows)
@@ -171,7 +171,7 @@ def test_purge_tasks_read_their_retention_from_the_settings(engine, database_url
         "rejected_transactions": "purge_rejected",
     }
     script = (
-        "import json, tasks.maintenance as m;"
+        "import json, tasks.upkeep as m;"
         f"print(json.dumps({{t: getattr(m, f)() for t, f in {tasks!r}.items()}}))"
     )
     retention = str(DAYS)
@@ -195,7 +195,8 @@ def test_purge_tasks_read_their_retention_from_the_settings(engine, database_url
 
 
 def test_beat_runs_every_purge_on_the_maintenance_queue():
-    from tasks.celery_app import MAINTENANCE_QUEUE, app
+    from db.broker import MAINTENANCE_QUEUE
+    from tasks.celery_app import app
 
     scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
     purges = {"maintenance.purge_outbox", "maintenance.purge_notification_log"}

@@ -27,9 +27,9 @@ from sqlalchemy.pool import NullPool
 import db.models  # noqa: F401  (every table of the application)
 from config import PROJECT_ROOT, Settings, get_settings
 from db.base import Base
-from db.broker_tables import broker_metadata
+from db.broker import broker_metadata
+from db.reports.rollups import rollup
 from db.session import make_engine
-from tasks.rollups import rollup
 from tests.conftest import alembic_config, create_database, drop_database
 from tests.helpers import wait_until
 from tests.integration.pipeline import Pipeline

@@ -188,3 +188,47 @@ def test_one_hostile_item_in_a_batch_is_listed_not_fatal(client):
 def test_replay_ids_are_bounded(client, ids):
     body = assert_error_shape(post(client, "rejected/replay", json.dumps({"ids": ids}), ADMIN), 422)
     assert "ids" in body["errors"]["json"]
+
+
+@pytest.mark.parametrize(
+    ("module", "port_setting"),
+    [("web.ingestion.app", "COLLECTOR_PORT"), ("web.analytics.app", "ANALYTICS_PORT")],
+)
+def test_the_development_server_listens_on_http_bind_host(tmp_path, module, port_setting):
+    """Bound to 127.0.0.2 (a loopback address of its own), it answers there and not on
+    127.0.0.1."""
+    import socket
+    import subprocess
+    import sys
+
+    import requests
+
+    from config import PROJECT_ROOT
+    from tests.helpers import service_environment, wait_until
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.2", 0))
+        port = s.getsockname()[1]
+    env_file = tmp_path / "env"
+    env_file.write_text((PROJECT_ROOT / ".env.example").read_text())
+    environment = {"HTTP_BIND_HOST": "127.0.0.2", port_setting: str(port), "LOG_DIR": str(tmp_path)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", module],
+        env=service_environment(env_file, **environment),
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def answers(host: str) -> bool:
+        try:
+            return requests.get(f"http://{host}:{port}/health", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_until(lambda: answers("127.0.0.2"), timeout=30, what=f"{module} on 127.0.0.2")
+        assert not answers("127.0.0.1")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

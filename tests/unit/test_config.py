@@ -1,6 +1,7 @@
 """Settings: every bad variable is named on one line; good ones are normalised."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,8 +33,8 @@ SERVICE_COMMANDS = [
     [sys.executable, "-m", "consumers.notifier"],
     [str(BIN / "celery"), "-A", "tasks.worker", "worker"],
     [str(BIN / "celery"), "-A", "tasks.celery_app", "beat"],
-    [sys.executable, "-m", "consumers.topics"],
-    [sys.executable, "-m", "consumers.replay", "list"],
+    [sys.executable, "-m", "streams.topics"],
+    [sys.executable, "-m", "streams.replay", "list"],
 ]
 
 
@@ -145,10 +146,24 @@ def test_service_refuses_to_start_without_a_good_database_url(tmp_path, command,
     assert lines[0].startswith("config error: DATABASE_URL is ")
 
 
-def test_readme_documents_every_setting():
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme]
+CONFIGURATION_PAGE = PROJECT_ROOT / "docs" / "configuration.md"
+
+
+def test_configuration_page_documents_every_setting():
+    page = CONFIGURATION_PAGE.read_text()
+    missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in page]
     assert missing == []
+
+
+def test_configuration_page_documents_every_variable_of_env_example():
+    """Every variable .env.example names, set (`NAME=`) or for Compose alone (`# NAME=`),
+    has its row in docs/configuration.md. (That every setting is in .env.example is
+    test_env_example_is_complete_and_valid's.)"""
+    text = (PROJECT_ROOT / ".env.example").read_text()
+    named = re.findall(r"^(?:# )?([A-Z][A-Z0-9_]*)=", text, flags=re.MULTILINE)
+    assert len(named) > len(Settings.model_fields)  # the Compose-only ones are found too
+    page = CONFIGURATION_PAGE.read_text()
+    assert [name for name in named if f"| `{name}` |" not in page] == []
 
 
 def test_a_bot_token_without_a_chat_stops_the_notifier_with_one_line(tmp_path):

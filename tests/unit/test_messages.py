@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import orjson
 
-from consumers.messages import TRANSACTION, content_hash, transaction_message
-from tasks.ingest import Message, decode
+from db.models.sales import content_hash
+from streams.messages import TRANSACTION, Message, decode, transaction_message
 
 ITEM = {
     "transaction_id": "tx-1",

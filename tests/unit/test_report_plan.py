@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from web.analytics.queries import CALENDAR, cover
+from db.reports.plan import CALENDAR, cover
 
 
 def days_of(parts) -> Counter:

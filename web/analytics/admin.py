@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from sqlalchemy.orm import Session
 
-from tasks.rollups import rollup
+from db.reports.rollups import rollup
 from web.common import ADMIN_KEY_SCHEME, require_api_key
 
 blp = Blueprint(

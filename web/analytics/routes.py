@@ -16,13 +16,12 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from flask_smorest.error_handler import ErrorSchema
 from psycopg2.errors import QueryCanceled
-from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from webargs.flaskparser import FlaskParser
 
 from db import rules
-from web.analytics import schemas
-from web.analytics.periods import (
+from db.reports import catalog
+from db.reports.periods import (
     ReportRange,
     label,
     local_midnight,
@@ -30,7 +29,8 @@ from web.analytics.periods import (
     previous_period,
     resolve,
 )
-from web.analytics.queries import ZERO, Bounds, Filters, Reports, TooManyRawDays, snapshot
+from db.reports.queries import ZERO, Bounds, Filters, Reports, TooManyRawDays, snapshot
+from web.analytics import schemas
 from web.common import ANALYTICS_KEY_SCHEME, require_api_key
 
 
@@ -359,22 +359,13 @@ class CatalogView(MethodView):
     @answers(schemas.ProductPage, csv=True)
     def get(self, args):
         """The product catalog, by product_id, a page at a time"""
-        params = {
-            "category": args.get("category"),
-            "limit": args["per_page"],
-            "offset": (args["page"] - 1) * args["per_page"],
-        }
-        where = "WHERE (CAST(:category AS text) IS NULL OR category = :category)"
         with reports() as r:
-            total = r.conn.execute(text(f"SELECT count(*) FROM products {where}"), params).scalar()
-            rows = r.conn.execute(
-                text(
-                    "SELECT product_id, name, category, price, updated_at FROM products"
-                    f" {where} ORDER BY product_id LIMIT :limit OFFSET :offset"
-                ),
-                params,
-            ).mappings()
-            items = [dict(row) for row in rows]
+            total, items = catalog.product_page(
+                r.conn,
+                category=args.get("category"),
+                limit=args["per_page"],
+                offset=(args["page"] - 1) * args["per_page"],
+            )
         if wants_csv(args):
             return as_csv(items, "products")
         return {
@@ -399,17 +390,7 @@ class ProductView(MethodView):
         except ValueError as exc:
             refuse("product_id", str(exc), where="path")
         with reports() as r:
-            row = (
-                r.conn.execute(
-                    text(
-                        "SELECT product_id, name, category, price, updated_at FROM products"
-                        " WHERE product_id = :id"
-                    ),
-                    {"id": product_id},
-                )
-                .mappings()
-                .first()
-            )
+            row = catalog.product(r.conn, product_id)
         if row is None:
             abort(404, message=f"No product {product_id!r}; list them at /api/v1/products.")
-        return dict(row)
+        return row

@@ -15,7 +15,7 @@ from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate
 
 from db import rules
-from web.analytics.periods import FIRST_DAY, GRANULARITIES, LAST_DAY, ZONE_NAMES
+from db.reports.periods import FIRST_DAY, GRANULARITIES, LAST_DAY, ZONE_NAMES
 from web.fields import Identifier, Text
 
 # A date, or a date and time: `YYYY-MM-DD` then `T` (or a space) and the time.

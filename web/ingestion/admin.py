@@ -9,8 +9,8 @@ from kafka.errors import KafkaError
 from marshmallow import Schema, fields, validate, validates_schema
 from marshmallow import ValidationError as SchemaError
 
-from consumers.replay import list_rejected, replay
 from db.rejections import REASONS
+from streams.replay import list_rejected, replay
 from web.common import ADMIN_KEY_SCHEME, ApiBlueprint, require_api_key
 from web.ingestion.publisher import KafkaUnavailable
 

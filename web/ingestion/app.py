@@ -53,7 +53,7 @@ def main() -> None:
     """Development server; production runs gunicorn (see stack/supervisord.conf)."""
     settings = get_settings()
     configure_logging(SERVICE)
-    create_app(settings).run(host="127.0.0.1", port=settings.collector_port)
+    create_app(settings).run(host=settings.http_bind_host, port=settings.collector_port)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from kafka.errors import KafkaError
 from kafka.partitioner import Partitioner
 
 from config import Settings
-from consumers.messages import Outgoing
-from consumers.topics import admin_client, client_options
+from streams.messages import Outgoing
+from streams.topics import admin_client, client_options
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from flask_smorest import abort
 from marshmallow import Schema, ValidationError
 from prometheus_client import Counter
 
-from consumers.messages import Outgoing, product_message, transaction_message
+from streams.messages import Outgoing, product_message, transaction_message
 from web.common import (
     API_KEY_SCHEME,
     ApiBlueprint,

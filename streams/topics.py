@@ -1,6 +1,6 @@
 """Creates the system's Kafka topics with the partition counts and retention from the settings.
 
-`python -m consumers.topics` creates what is missing, grows a topic that has fewer
+`python -m streams.topics` creates what is missing, grows a topic that has fewer
 partitions than configured (Kafka cannot shrink one), and sets the configured
 retention (`retention.ms`) on a topic that has another. `--check` only asks the broker
 whether it answers, for readiness checks.

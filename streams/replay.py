@@ -5,9 +5,9 @@ Replaying puts the message, byte for byte, back on the transactions topic (with 
 like any other message, so a transaction whose product has arrived since is stored,
 and one that is still wrong is rejected again with a new row.
 
-    python -m consumers.replay list [--reason unknown_product]
-    python -m consumers.replay replay --reason unknown_product
-    python -m consumers.replay replay --id 12 --id 13
+    python -m streams.replay list [--reason unknown_product]
+    python -m streams.replay replay --reason unknown_product
+    python -m streams.replay replay --id 12 --id 13
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from kafka import KafkaProducer
 from sqlalchemy import Engine, text
 
 from config import get_settings
-from consumers.topics import client_options
+from streams.topics import client_options
 
 REPLAY_HEADER = "replay_of"
 

@@ -1,11 +1,15 @@
-"""Periodic jobs (Celery beat): parked transactions, the broker's table, the checks
-that raise events (rejection bursts, low sales), and retention of bookkeeping rows."""
+"""Upkeep of the broker and the bookkeeping tables (beat's periodic jobs): fetched broker
+messages, stale chunk records, and the retention of outbox events, notification log rows
+and replayed rejections.
+
+Task names keep the `maintenance.` prefix: they are what the broker's messages and beat
+carry, and they route to the maintenance queue.
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
 from sqlalchemy import ColumnElement, Engine, delete, func, select, text
 
@@ -13,52 +17,8 @@ from config import Settings, get_settings
 from db.models import NotificationLog, OutboxEvent, RejectedTransaction
 from db.session import default_engine, session_scope
 from tasks.celery_app import app
-from tasks.events import add_to_outbox, event
-from tasks.ingest import (
-    Outcome,
-    count_outcome,
-    record_rejections,
-    store_transactions,
-    take_parked,
-)
-from web.analytics.periods import ReportRange
-from web.analytics.queries import Filters, snapshot
 
 logger = logging.getLogger(__name__)
-
-
-@app.task(name="maintenance.release_parked")
-def release_parked() -> dict:
-    """Stores parked transactions whose product now exists; rejects expired ones as
-    unknown_product. Safe to run concurrently (rows are taken with SKIP LOCKED)."""
-    outcome = Outcome()
-    now = datetime.now(UTC)
-    with session_scope() as session:
-        waiting = (
-            session.execute(
-                text(
-                    "SELECT DISTINCT p.product_id FROM parked_transactions p"
-                    " JOIN products USING (product_id)"
-                )
-            )
-            .scalars()
-            .all()
-        )
-        if waiting:
-            store_transactions(
-                session, take_parked(session, product_ids=list(waiting)), outcome, park_until=None
-            )
-        store_transactions(
-            session, take_parked(session, expired_before=now), outcome, park_until=None
-        )
-        record_rejections(session, outcome)
-    count_outcome(outcome)
-    if outcome.stored or outcome.rejected:
-        logger.info(
-            "parked transactions released",
-            extra={"stored": outcome.stored, "rejected": outcome.rejected},
-        )
-    return {"stored": outcome.stored, "rejected": outcome.rejected}
 
 
 @app.task(name="maintenance.purge_broker")
@@ -96,87 +56,6 @@ def purge_chunks() -> int:
     return deleted
 
 
-@app.task(name="maintenance.check_rejection_burst")
-def check_rejection_burst() -> int:
-    """Raises one rejection_burst event per window when rejections reach the threshold."""
-    settings = get_settings()
-    window = settings.rejection_burst_window_seconds
-    now = datetime.now(UTC)
-    with session_scope() as session:
-        by_reason = dict(
-            session.execute(
-                text(
-                    "SELECT reason, count(*) FROM rejected_transactions"
-                    " WHERE rejected_at > now() - make_interval(secs => :window) GROUP BY reason"
-                ),
-                {"window": window},
-            ).all()
-        )
-        rejected = sum(by_reason.values())
-        if rejected >= settings.rejection_burst_threshold:
-            # One event per window-long bucket of time, however often this runs.
-            bucket = int(now.timestamp() // window)
-            add_to_outbox(
-                session,
-                [
-                    event(
-                        f"rejection_burst:{bucket}",
-                        "rejection_burst",
-                        "warning",
-                        {
-                            "window_seconds": window,
-                            "window_end": now.isoformat(),
-                            "rejected": rejected,
-                            "threshold": settings.rejection_burst_threshold,
-                            "by_reason": by_reason,
-                        },
-                    )
-                ],
-            )
-    return rejected
-
-
-def low_sales(engine: Engine, settings: Settings, now: datetime) -> dict | None:
-    """The low_sales event for the window that ends `now`, or None when its revenue is at
-    or above LOW_SALES_THRESHOLD (or the check is off). The revenue is the reports' exact
-    figure: rollups plus the rows not yet rolled up."""
-    threshold = settings.low_sales_threshold
-    if not threshold:
-        return None
-    window = timedelta(minutes=settings.low_sales_window_minutes)
-    start = now - window
-    with snapshot(engine, settings.report_timezone) as reports:
-        sales = reports.totals(ReportRange(start, now, ZoneInfo("UTC")), Filters())
-    if sales["revenue"] >= threshold:
-        return None
-    # One event per window-long bucket of time, however often this runs.
-    bucket = int(now.timestamp() // window.total_seconds())
-    return event(
-        f"low_sales:{bucket}",
-        "low_sales",
-        "warning",
-        {
-            "window_start": start.isoformat(),
-            "window_end": now.isoformat(),
-            "revenue": f"{sales['revenue']:.2f}",
-            "transactions": sales["transactions"],
-            "threshold": str(threshold),
-        },
-    )
-
-
-@app.task(name="maintenance.check_low_sales")
-def check_low_sales() -> bool:
-    """Raises low_sales when the last window's revenue is below the threshold."""
-    found = low_sales(default_engine(), get_settings(), datetime.now(UTC))
-    if found:
-        with session_scope() as session:
-            add_to_outbox(session, [found])
-        logger.warning("sales below the threshold", extra=found["data"])
-    return found is not None
-
-
-# --- retention -----------------------------------------------------------------------
 # Rows one DELETE removes at most, each batch in a transaction of its own: a backlog of
 # millions is purged in short statements that hold their row locks briefly.
 PURGE_BATCH_ROWS = 10_000

@@ -1,12 +1,9 @@
 """Report queries: rolled-up rows where they are complete, raw rows for the rest.
 
-Within the range, whole local years, months and days come from the yearly, monthly and
-daily rollups (when the report's zone is the rollups' zone, or the answer is not per
-period), whole UTC hours and quarter-hours from the hourly and quarter-hour ones (when
-every period is made of them), the edges from `transactions`; rows stored after the last
-rollup run (at or above its horizon) are always read from `transactions`. All of it is
-read in one REPEATABLE READ snapshot, so the answer equals a direct computation over the
-raw rows at that moment.
+Which rows cover which part of the range is planned in `db/reports/plan.py`; rows
+stored after the last rollup run (at or above its horizon) are always read from
+`transactions`. All of it is read in one REPEATABLE READ snapshot, so the answer equals a
+direct computation over the raw rows at that moment.
 
 Rollups come in three families: per product, per category, and over all products; a
 report reads the smallest that can answer it.
@@ -16,181 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, text
 
 from db.models.rollups import SALES_ROLLUP
-from web.analytics.periods import (
-    ReportRange,
-    ceil_to,
-    day_period_start,
-    floor_to,
-    local_midnight,
-    next_period,
-    offsets_divide,
-)
+from db.reports.periods import ReportRange
+from db.reports.plan import Plan, plan
+from db.reports.tables import TABLES
 
 CENT = Decimal("0.01")
-HOUR = timedelta(hours=1)
-QUARTER = timedelta(minutes=15)
-
-# Rollup tables by family and bucket.
-TABLES = {
-    "product": {
-        "hour": "sales_hourly",
-        "day": "sales_daily",
-        "month": "sales_monthly",
-        "year": "sales_yearly",
-    },
-    "category": {
-        "quarter": "sales_quarter_hour_by_category",
-        "hour": "sales_hourly_by_category",
-        "day": "sales_daily_by_category",
-        "month": "sales_monthly_by_category",
-        "year": "sales_yearly_by_category",
-    },
-    "total": {
-        "quarter": "sales_quarter_hour_totals",
-        "hour": "sales_hourly_totals",
-        "day": "sales_daily_totals",
-        "month": "sales_monthly_totals",
-        "year": "sales_yearly_totals",
-    },
-}
-# The calendar buckets an answer per period may read: those inside one of its periods.
-CALENDAR = {
-    None: ("year", "month", "day"),
-    "year": ("year", "month", "day"),
-    "month": ("month", "day"),
-    "week": ("day",),
-    "day": ("day",),
-    "hour": (),
-}
-
-Part = tuple[str, date, date, int]  # (bucket, first, end exclusive, +1 to add or -1 to subtract)
-
-
-@dataclass
-class Plan:
-    calendar: list[Part] = field(default_factory=list)  # local dates of the rollups' zone
-    hourly: list[tuple[datetime, datetime]] = field(default_factory=list)
-    quarters: list[tuple[datetime, datetime]] = field(default_factory=list)
-    raw: list[tuple[datetime, datetime]] = field(default_factory=list)
-    whole_hours: bool = True
-
-
-def _count(first: date, end: date, unit: str) -> int:
-    if unit == "year":
-        return end.year - first.year
-    if unit == "month":
-        return (end.year - first.year) * 12 + end.month - first.month
-    return (end - first).days
-
-
-def _negated(parts: list[Part]) -> list[Part]:
-    return [(unit, a, b, -sign) for unit, a, b, sign in parts]
-
-
-def cover(first: date, end: date, units: tuple[str, ...]) -> tuple[int, list[Part]]:
-    """The days first..end (exclusive) as whole buckets of `units[0]` and, at either end,
-    finer buckets added, or a whole bucket less the finer ones outside the range:
-    whichever reads the fewest buckets. Returns (buckets read, parts)."""
-    if first >= end or not units:
-        return 0, []
-    unit, finer = units[0], units[1:]
-    if not finer:
-        return _count(first, end, unit), [(unit, first, end, 1)]
-
-    def whole_less(start: date, inner: list[tuple[date, date]]) -> tuple[int, list[Part]]:
-        cost, parts = 1, [(unit, start, next_period(start, unit), 1)]
-        for a, b in inner:
-            c, p = cover(a, b, finer)
-            cost, parts = cost + c, parts + _negated(p)
-        return cost, parts
-
-    head = day_period_start(first, unit)
-    if head == day_period_start(end - timedelta(days=1), unit) and first != head:
-        # Inside one bucket.
-        after = next_period(head, unit)
-        options = [cover(first, end, finer), whole_less(head, [(head, first), (end, after)])]
-        return min(options, key=lambda o: o[0])
-    u0 = first if first == head else next_period(head, unit)
-    u1 = day_period_start(end, unit)
-    cost, parts = 0, []
-    if u0 < u1:
-        cost, parts = _count(u0, u1, unit), [(unit, u0, u1, 1)]
-    partial_ends = (  # (days in the range, their bucket, its days outside the range)
-        (first, u0, head, (head, first)),
-        (u1, end, u1, (end, next_period(u1, unit))),
-    )
-    for a, b, bucket, outside in partial_ends:
-        if a < b:
-            c, p = min((cover(a, b, finer), whole_less(bucket, [outside])), key=lambda o: o[0])
-            cost, parts = cost + c, parts + p
-    return cost, _merged(parts)
-
-
-def _merged(parts: list[Part]) -> list[Part]:
-    """Adjacent buckets of one kind and sign as one range."""
-    out: list[Part] = []
-    for part in sorted(parts, key=lambda p: (p[0], p[3], p[1])):
-        if out and out[-1][0] == part[0] and out[-1][3] == part[3] and out[-1][2] == part[1]:
-            out[-1] = (part[0], out[-1][1], part[2], part[3])
-        else:
-            out.append(part)
-    return out
-
-
-def plan(
-    report: ReportRange, *, daily_zone: str | None, granularity: str | None, family: str
-) -> Plan:
-    """Which rows of which table cover which part of the range.
-
-    An answer per period needs buckets that lie inside one period: days, months and years
-    of the rollups' zone only when it is the report's zone, UTC hours only when the zone's
-    offset is whole hours, quarters only when it is whole quarters. An answer over the
-    whole range (totals, by product, by category) may use any bucket inside the range.
-    """
-    whole_hours = offsets_divide(report.zone, report.start, report.end, HOUR)
-    result = Plan(whole_hours=whole_hours)
-    per_period = granularity is not None
-    units = CALENDAR[granularity]
-    rest = [(report.start, report.end)]
-    if daily_zone and units and (not per_period or daily_zone == report.tz):
-        zone = ZoneInfo(daily_zone)
-        first = report.start.astimezone(zone).date()
-        if local_midnight(first, zone) < report.start:
-            first += timedelta(days=1)
-        last = report.end.astimezone(zone).date()  # exclusive
-        if first < last:
-            rest = [
-                (report.start, local_midnight(first, zone)),
-                (local_midnight(last, zone), report.end),
-            ]
-            result.calendar = cover(first, last, units)[1]
-    hours_usable = whole_hours or not per_period
-    quarters_usable = family != "product" and (
-        not per_period or offsets_divide(report.zone, report.start, report.end, QUARTER)
-    )
-    for start, end in rest:
-        if start >= end:
-            continue
-        h0, h1 = ceil_to(start, HOUR), floor_to(end, HOUR)
-        q0, q1 = ceil_to(start, QUARTER), floor_to(end, QUARTER)
-        if hours_usable and h0 < h1:
-            result.hourly.append((h0, h1))
-            result.raw += [(s, e) for s, e in ((start, h0), (h1, end)) if s < e]
-        elif quarters_usable and q0 < q1:
-            result.quarters.append((q0, q1))
-            result.raw += [(s, e) for s, e in ((start, q0), (q1, end)) if s < e]
-        else:
-            result.raw.append((start, end))
-    return result
 
 
 @dataclass
@@ -212,7 +47,6 @@ class Filters:
 def _facts(p: Plan, family: str, filters: Filters, params: dict) -> str:
     """A UNION ALL of rows (utc_ts, local_ts, product_id, revenue, quantity, transactions)
     from the rollups of `family` and the raw rows."""
-    tables = TABLES[family]
     product = "product_id" if family == "product" else "NULL::varchar"
     where = {"total": "", "category": " AND category = :category"}.get(family, filters.sql())
     parts = []
@@ -220,7 +54,7 @@ def _facts(p: Plan, family: str, filters: Filters, params: dict) -> str:
         params[f"c0_{i}"], params[f"c1_{i}"] = first, end
         parts.append(
             f"SELECT NULL::timestamptz, {unit}::timestamp, {product}, {sign} * revenue,"
-            f" {sign} * quantity, {sign} * transactions FROM {tables[unit]}"
+            f" {sign} * quantity, {sign} * transactions FROM {TABLES[family, unit]}"
             f" WHERE {unit} >= :c0_{i} AND {unit} < :c1_{i}{where}"
         )
     for bucket, ranges in (("hour", p.hourly), ("quarter", p.quarters)):
@@ -228,7 +62,7 @@ def _facts(p: Plan, family: str, filters: Filters, params: dict) -> str:
             params[f"{bucket}0_{i}"], params[f"{bucket}1_{i}"] = b0, b1
             parts.append(
                 f"SELECT {bucket}, {bucket} AT TIME ZONE :tz, {product}, revenue, quantity,"
-                f" transactions FROM {tables[bucket]}"
+                f" transactions FROM {TABLES[family, bucket]}"
                 f" WHERE {bucket} >= :{bucket}0_{i} AND {bucket} < :{bucket}1_{i}{where}"
             )
     raw = "SELECT occurred_at, occurred_at AT TIME ZONE :tz, product_id, total_amount, quantity, 1"

@@ -1,6 +1,6 @@
 """Fills the database with a realistic catalog and sales history, fast (bulk COPY).
 
-    python -m db.generate --products 1000 --transactions 10000000 --days 730
+    python -m bench.generate --products 1000 --transactions 10000000 --days 730
 
 Categories and products with log-normal prices; a few products sell far more than the
 rest; sales follow the hour of the day and the day of the week (in REPORT_TIMEZONE),
@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from config import get_settings
-from consumers.messages import content_hash
 from db.session import default_engine
+from streams.messages import content_hash
 
 CATEGORIES = [
     "Kitchen",
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         categories=args.categories,
         seed=args.seed,
     )
-    from tasks.rollups import rollup
+    from db.reports.rollups import rollup
 
     with Session(engine) as session, session.begin():
         rollup(session)

@@ -1,0 +1,1 @@
+"""Tools beside the system: the data generator and the benchmarks."""

@@ -1,0 +1,1 @@
+"""Kafka, shared by the processes: client options and topics, the wire format, replay."""
