@@ -64,8 +64,7 @@ def loaded(module: str) -> set[str]:
     """The project's top-level packages, and Flask and Celery, that importing `module`
     loads in a fresh interpreter."""
     script = (
-        f"import sys, {module};"
-        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+        f"import sys, {module};print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
     )
     done = subprocess.run(
         [sys.executable, "-c", script],
