@@ -157,6 +157,8 @@ class Processor:
         # Records read from Kafka whose chunk could not be recorded yet (database down).
         self.backlog: list = []
         self.database_down_since: float | None = None
+        # When the database last came back (chunks started before then are sent again).
+        self.database_back_at = 0.0
 
     def _wait_for_topic(self, topic: str, seconds: float = 60) -> None:
         """Joins the group only once the topic's partitions are known.
@@ -184,6 +186,7 @@ class Processor:
         self._drain()
 
     def _step(self) -> None:
+        began = time.monotonic()
         self._flow_control()
         batch = self.consumer.poll(timeout_ms=100)
         records = [r for rs in batch.values() for r in rs]
@@ -204,6 +207,7 @@ class Processor:
                 extra={"seconds": round(time.monotonic() - self.database_down_since, 1)},
             )
             self.database_down_since = None
+            self.database_back_at = began
         self.watchdog.check(busy=bool(self.tracker.chunks or self.backlog))
 
     def _wait_for_database(self, exc: Exception) -> None:
@@ -282,8 +286,9 @@ class Processor:
 
     def _check_chunks(self) -> None:
         """Finished chunks may be committed. A chunk whose task could not be sent, or was
-        lost, is sent (again) at once; one a worker failed after a short backoff; one
-        started and not finished after the timeout; and one failed or started
+        lost, is sent (again) at once, and so is one started before the database last went
+        away; one a worker failed after a short backoff; one started and not finished
+        after the timeout; and one failed or started
         PROCESSOR_CHUNK_MAX_ATTEMPTS times is given up."""
         pending = [c for c in self.tracker.chunks.values() if not c.finished]
         if pending:
@@ -332,6 +337,17 @@ class Processor:
                     self._send(chunk)
                 elif failures >= cap or (attempts >= cap and waited > timeout):
                     self._give_up(chunk, attempts, row.last_error if row else None)
+                elif (
+                    chunk.sent_at < self.database_back_at
+                    and chunk.starts_seen > chunk.starts_at_send
+                ):
+                    # Started before the database went away: its worker's transaction died
+                    # with the connection, and the failure may not have been recorded.
+                    logger.warning(
+                        "chunk started before the database went away; sending it again",
+                        extra={"chunk_id": str(chunk.chunk_id), "attempts": chunk.attempts},
+                    )
+                    self._send(chunk)
                 elif failures > chunk.failures_seen:
                     if waited > min(2.0 ** (failures - 1), timeout):
                         logger.warning(
