@@ -161,18 +161,26 @@ def _state(session: Session, timezone: str) -> int | None:
         text("SELECT watermark, timezone FROM rollup_state WHERE name = :name FOR UPDATE"),
         {"name": STATE},
     ).one()
-    if stored_tz != timezone:
-        # Days and months begin elsewhere now: build the rollups again from the start.
-        logger.warning("report time zone changed from %s to %s: rebuilding", stored_tz, timezone)
+    if stored_tz != timezone or watermark < 0:
+        # Days and months begin elsewhere now, or a horizon read an epoch back (before
+        # widen_xid) rolled rows up twice: build the rollups again from the start.
+        logger.warning(
+            "rebuilding the rollups",
+            extra={"timezone": timezone, "was": stored_tz, "watermark": watermark},
+        )
         session.execute(text("TRUNCATE rollup_categories, " + ", ".join(_TARGETS)))
         watermark = 0
     return watermark
 
 
-def _widen(xid: int, xmax: int) -> int:
-    """The 64-bit id (xid8) of a running transaction's 32-bit id, given the next xid8."""
-    epoch, low = divmod(xmax, 2**32)
-    return (epoch if xid <= low else epoch - 1) * 2**32 + xid
+def widen_xid(xid: int, xmax: int) -> int:
+    """The 64-bit id (xid8) of a running transaction's 32-bit id, given `xmax`, the next
+    xid8 when the snapshot was taken: the one nearest it. Running ids lie within 2^31 of
+    it on either side; one that began after the snapshot is above it, not an epoch back
+    (read as an epoch back, it once gave a horizon below zero, and the next run rolled
+    every row up again)."""
+    offset = (xid - xmax) % 2**32
+    return xmax + (offset - 2**32 if offset >= 2**31 else offset)
 
 
 def _horizon(session: Session) -> int:
@@ -201,7 +209,7 @@ def _horizon(session: Session) -> int:
             " AND pid <> pg_backend_pid()"
         )
     ).scalars()
-    return min([xmax, *(_widen(xid, xmax) for xid in running)])
+    return min([xmax, *(widen_xid(xid, xmax) for xid in running)])
 
 
 def rollup(session: Session, timezone: str | None = None) -> dict:
@@ -211,7 +219,8 @@ def rollup(session: Session, timezone: str | None = None) -> dict:
     watermark = _state(session, timezone)
     if watermark is None:
         return {"skipped": True}
-    horizon = _horizon(session)
+    # Never back: rows below the watermark are in the rollups already.
+    horizon = max(_horizon(session), watermark)
     window = {"low": watermark, "high": horizon, "tz": timezone}
     # After the horizon: every product of a transaction below it is visible now.
     moved = _sync_categories(session, watermark, timezone)

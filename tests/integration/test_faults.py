@@ -237,11 +237,24 @@ def test_postgres_killed_mid_stream(pipeline, telegram, capsys):
 def beat_works_again(pipeline: Pipeline) -> None:
     """Beat's jobs run again after the outage: the rollup (every 5 s) takes in every row."""
     rolled_up = "SELECT coalesce(sum(transactions), 0) FROM sales_daily_totals"
-    wait_until(
-        lambda: pipeline.scalar(rolled_up) == stored_count(pipeline),
-        timeout=30,
-        what="the rollup to take in every stored row",
-    )
+    try:
+        wait_until(
+            lambda: pipeline.scalar(rolled_up) == stored_count(pipeline),
+            timeout=30,
+            what="the rollup to take in every stored row",
+        )
+    except AssertionError as exc:
+        # What holds the rollups' horizon back: this database's transactions with an id.
+        with pipeline.engine.connect() as conn:
+            holding = conn.execute(
+                text(
+                    "SELECT pid, application_name, state, backend_xid, xact_start, query"
+                    " FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND backend_xid IS NOT NULL"
+                )
+            ).all()
+            state = conn.execute(text("SELECT * FROM rollup_state")).all()
+        raise AssertionError(f"{exc}; rollup_state {state}; holding: {holding}") from None
 
 
 def test_collector_killed_mid_stream(pipeline, telegram, capsys):

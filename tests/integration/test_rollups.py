@@ -149,3 +149,38 @@ def test_a_run_is_due_after_the_interval_or_when_many_rows_wait(world):
     assert is_due()
     world.rollup()
     compare_everything(world)
+
+
+def watermark(world) -> int:
+    with world.engine.connect() as conn:
+        return conn.execute(text("SELECT watermark FROM rollup_state")).scalar_one()
+
+
+def set_watermark(world, value: int) -> None:
+    with world.engine.begin() as conn:
+        conn.execute(text("UPDATE rollup_state SET watermark = :w"), {"w": value})
+
+
+def test_the_watermark_never_moves_back(world):
+    world.rollup()
+    before = watermark(world)
+    with world.engine.connect() as conn:
+        ahead = conn.execute(text("SELECT pg_current_xact_id()::text::bigint")).scalar() + 10**6
+    set_watermark(world, ahead)
+    world.insert(world.make_rows(5, around=EDGES))
+    assert world.rollup()["rows"] == 0
+    assert watermark(world) == ahead
+    set_watermark(world, before)
+    assert world.rollup()["rows"] == 5
+    compare_everything(world)
+
+
+def test_a_watermark_below_zero_rebuilds_the_rollups(world):
+    """A horizon once read an epoch back (a transaction that began during the read) set
+    the watermark below zero, and the next run rolled every row up a second time. Such a
+    state is rebuilt from the raw rows."""
+    world.rollup()
+    set_watermark(world, -4294965953)
+    assert world.rollup()["rows"] == len(world.rows)
+    assert watermark(world) > 0
+    compare_everything(world)
