@@ -70,8 +70,8 @@ def test_a_database_away_is_waited_for_not_skipped():
     engine = make_engine(f"postgresql+psycopg2://sales:sales@127.0.0.1:{free_port()}/sales")
     stopping = threading.Event()
     ledger = Ledger(engine, stopping, ())
+    started = time.monotonic()  # before the timer, so that 2.5 s is a lower bound
     threading.Timer(2.5, stopping.set).start()
-    started = time.monotonic()
     with pytest.raises(Stopping):  # not Unstorable: the event is read again later
         ledger.record("k", "low_sales", "warning", {})
     assert time.monotonic() - started >= 2.5  # it kept trying until told to stop
