@@ -130,7 +130,6 @@ class Processor:
             broker_connection_retry_on_startup=True,
             set_as_current=False,
         )
-        self.queue = INGEST_QUEUE
         self.engine = default_engine()
         self.tracker = Tracker()
         self.running = True
@@ -253,7 +252,7 @@ class Processor:
             STORE_CHUNK,
             args=[str(chunk.chunk_id), chunk.items],
             task_id=f"{chunk.chunk_id}.{chunk.attempts + 1}",
-            queue=self.queue,
+            queue=INGEST_QUEUE,
         )
         chunk.unsent = False
         chunk.attempts += 1
@@ -278,7 +277,7 @@ class Processor:
                     ),
                     {
                         "ids": [f"{c.chunk_id}.{c.attempts}" for c in suspects],
-                        "queue": self.queue,
+                        "queue": INGEST_QUEUE,
                     },
                 ).scalars()
             )

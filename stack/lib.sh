@@ -98,7 +98,7 @@ CREATE ROLE :"user" LOGIN;
 -- PostgreSQL 15 CREATEROLE could grant itself pg_execute_server_program: a shell).
 -- CREATEDB: the tests give every test module a database of its own.
 ALTER ROLE :"user" LOGIN NOSUPERUSER NOCREATEROLE CREATEDB PASSWORD :'password';
--- Lets the rollup job see every session's transaction id (tasks/rollups.py).
+-- Lets the rollup job see every session's transaction id (db/reports/rollups.py).
 GRANT pg_read_all_stats TO :"user";
 -- Grafana's read-only role: created here because the application's role cannot;
 -- revision 0012 grants it what the dashboards read. Without GRAFANA_DB_PASSWORD it has

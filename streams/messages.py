@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from db import rules
-from db.models.sales import CENT, content_hash
+from db.models.sales import content_hash
 
 KIND_HEADER = "kind"
 TRANSACTION = "transaction"
@@ -29,7 +29,7 @@ PRODUCT = "product"
 
 
 def _money(value: Decimal | None) -> str | None:
-    return None if value is None else str(value.quantize(CENT))
+    return None if value is None else str(value.quantize(rules.CENT))
 
 
 def _time(value: datetime) -> str:

@@ -24,9 +24,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base
+from db.rules import CENT
 from db.types import CreatedAt, Identifier, Money, Price, Timestamp
-
-CENT = Decimal("0.01")
 
 
 def content_hash(body: dict[str, Any]) -> bytes:

@@ -24,8 +24,7 @@ from db.models.rollups import SALES_ROLLUP
 from db.reports.periods import ReportRange
 from db.reports.plan import Plan, plan
 from db.reports.tables import TABLES
-
-CENT = Decimal("0.01")
+from db.rules import CENT
 
 
 @dataclass

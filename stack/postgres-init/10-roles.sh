@@ -19,7 +19,7 @@ psql -v ON_ERROR_STOP=1 -qX --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" 
     -v db="$POSTGRES_DB" -v app="$APP_DB_USER" -v app_password="$APP_DB_PASSWORD" \
     -v reader="$GRAFANA_DB_USER" -v reader_password="$GRAFANA_DB_PASSWORD" <<'SQL'
 CREATE ROLE :"app" LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB PASSWORD :'app_password';
--- Lets the rollup job see every session's transaction id (tasks/rollups.py).
+-- Lets the rollup job see every session's transaction id (db/reports/rollups.py).
 GRANT pg_read_all_stats TO :"app";
 ALTER DATABASE :"db" OWNER TO :"app";
 ALTER SCHEMA public OWNER TO :"app";
