@@ -104,6 +104,10 @@ def _timezone(value: str) -> str:
     return value
 
 
+def _http_url_or_empty(value: str) -> str:
+    return _http_url(value) if value else value
+
+
 def _http_url(value: str) -> str:
     if not value.startswith(("http://", "https://")) or value.endswith("://"):
         raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
@@ -153,7 +157,16 @@ class Settings(BaseSettings):
     http_bind_host: str = "127.0.0.1"
     collector_port: Port = 8001
     analytics_port: Port = 8002
+    notifications_port: Port = 8003
     prometheus_port: Port = 9090
+    # The local stack's Alertmanager (not 9093: the local Kafka's controller has it).
+    alertmanager_port: Port = 9193
+    # The local stack's PostgreSQL exporter (its /metrics, for Prometheus).
+    postgres_exporter_port: Port = 9187
+    # Kafka's metrics: the JMX exporter agent inside the broker's JVM.
+    kafka_metrics_port: Port = 9105
+    # The local stack's process exporter: CPU and memory of each component's processes.
+    process_exporter_port: Port = 9256
 
     # Grafana's read-only database role (revision 0012 grants it what the dashboards read)
     # and its password; empty: the role cannot log in. Compose requires the password.
@@ -191,7 +204,7 @@ class Settings(BaseSettings):
     high_value_threshold: Decimal = Field(Decimal("10000"), ge=0)
     rejection_burst_threshold: int = Field(100, ge=1)
     rejection_burst_window_seconds: float = Field(300.0, gt=0)
-    # Revenue under which the last window's sales raise low_sales; 0 turns the check off.
+    # Seed the first low_sales alert rule (migration 0014) when above 0.
     low_sales_threshold: Decimal = Field(Decimal("0"), ge=0)
     low_sales_window_minutes: int = Field(60, ge=1, le=10_080)
 
@@ -202,8 +215,21 @@ class Settings(BaseSettings):
     telegram_chat_id: str = Field("", pattern=r"^(-?\d+|@[A-Za-z0-9_]{5,})?$")
     telegram_api_url: Annotated[str, AfterValidator(_http_url)] = "https://api.telegram.org"
     notify_min_severity: str = Field("info", pattern="^(info|warning|critical)$")
+    # Where people reach the Analytics API and Grafana: a rule's alert links to its report
+    # and dashboard when set (empty: no links).
+    analytics_public_url: Annotated[str, AfterValidator(_http_url_or_empty)] = ""
+    grafana_public_url: Annotated[str, AfterValidator(_http_url_or_empty)] = ""
     notifier_group: str = Field("notifier", min_length=1, max_length=255)
+    # Notification Service (its API: alert rules and their history)
+    notifications_workers: int = Field(1, ge=1, le=64)
+    # Hosts a rule's webhook may call (comma-separated; `*.example.com` for a domain).
+    notify_webhook_allowed_hosts: Annotated[list[str], NoDecode, BeforeValidator(_split_commas)] = [
+        "localhost",
+        "127.0.0.1",
+        "::1",
+    ]
     notifier_metrics_port: Port = 9103
+    beat_metrics_port: Port = 9104
 
     # Analytics
     # Keys for X-API-Key on the analytics endpoints; empty: reads need no key.

@@ -21,32 +21,49 @@ token never appears in what it logs or stores.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import math
 import signal
 import threading
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import jsonschema
 import requests
-from kafka import KafkaConsumer
-from prometheus_client import Counter, start_http_server
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from prometheus_client import Counter, Histogram
 from psycopg2.extras import Json
 from sqlalchemy import Connection, Engine, exc, text
 
+import health
 from config import PROJECT_ROOT, Settings, get_settings
+from consumers import alertmanager
 from consumers.watchdog import Watchdog
+from db import webhooks
 from db.session import default_engine
 from logs import configure_logging, redact
+from streams import commits, counts, topics
 from streams.topics import client_options
 
 logger = logging.getLogger(__name__)
 
-SCHEMA = json.loads((PROJECT_ROOT / "docs/events/notification.v1.schema.json").read_text())
-VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+# Version 1: the checks set by the environment and Alertmanager's alerts; version 2: the
+# alerts of rules, delivered to each of their channels.
+SCHEMAS = {
+    version: json.loads(
+        (PROJECT_ROOT / f"docs/events/notification.v{version}.schema.json").read_text()
+    )
+    for version in (1, 2)
+}
+SCHEMA = SCHEMAS[1]
+VALIDATORS = {version: jsonschema.Draft202012Validator(s) for version, s in SCHEMAS.items()}
 SEVERITIES = ("info", "warning", "critical")
 ICONS = {"info": "🔵", "warning": "🟠", "critical": "🔴"}
 
@@ -64,7 +81,19 @@ EVENTS = Counter("notifier_events_total", "Events handled, by outcome", ["outcom
 # Every series exists from the start (at 0), so that rates and alerts see its first change.
 for _outcome in ("sent", "failed", "suppressed", "duplicate", "malformed"):
     EVENTS.labels(_outcome).inc(0)
+DELIVERY_SECONDS = Histogram(
+    "notifier_delivery_seconds",
+    "From reading an event to Telegram's answer, retries included, for sent events",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
 RETRIES = Counter("notifier_telegram_retries_total", "Sends retried after 429, 5xx or no answer")
+WEBHOOK_RETRIES = Counter(
+    "notifier_webhook_retries_total", "Webhook posts retried after 429, 5xx or no answer"
+)
+# Posts of one event to one webhook before it is given up (failed, with the reason), and
+# the longest wait between two.
+WEBHOOK_ATTEMPTS = 6
+WEBHOOK_MAX_BACKOFF = 30.0
 
 T = TypeVar("T")
 
@@ -151,10 +180,12 @@ def parse_event(value: bytes | None) -> dict[str, Any]:
     except ValueError as error:
         raise Malformed(f"not valid JSON: {error}") from None
     _check_storable(event)
-    error = jsonschema.exceptions.best_match(VALIDATOR.iter_errors(event))
+    version = event.get("schema_version") if isinstance(event, dict) else None
+    version = version if version in VALIDATORS and not isinstance(version, bool) else 1
+    error = jsonschema.exceptions.best_match(VALIDATORS[version].iter_errors(event))
     if error is not None:
         where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
-        raise Malformed(f"not a notification event (schema v1): {where}: {error.message}")
+        raise Malformed(f"not a notification event (schema v{version}): {where}: {error.message}")
     return event
 
 
@@ -163,8 +194,97 @@ def money(value: str) -> str:
     return f"{Decimal(value):,.2f}"
 
 
-def message(event: dict[str, Any]) -> str:
+KIND_TITLES = {
+    "low_sales": "Low sales",
+    "sales_drop": "Sales drop",
+    "high_value_sale": "High-value sales",
+    "no_sales": "No sales",
+    "rejections": "Rejected transactions",
+}
+
+
+def _observed(event: dict[str, Any]) -> str:
+    """The value against the threshold, in words, by kind."""
+    kind, value, threshold = event["type"], event["value"], event["threshold"]
+    details = event["details"]
+    if kind == "low_sales":
+        return (
+            f"revenue {money(value)} from {details['transactions']} transactions"
+            f" (threshold {money(threshold)})"
+        )
+    if kind == "sales_drop":
+        compared = details["compared_window"]
+        drop = "no revenue to compare with" if value is None else f"down {value}%"
+        return (
+            f"revenue {money(details['revenue'])}, {drop} against"
+            f" {money(details['compared_revenue'])} ({details['compare_to'].replace('_', ' ')},"
+            f" {compared['start']} to {compared['end']}; threshold {threshold}%)"
+        )
+    if kind == "high_value_sale":
+        lines = [f"{Decimal(value):.0f} sales at or above {money(threshold)}"]
+        lines += [
+            f"  {money(s['total_amount'])}: {s['quantity']} x {s['product_id']}"
+            f" ({s['transaction_id']}, {s['occurred_at']})"
+            for s in details.get("sales", [])
+        ]
+        return "\n".join(lines)
+    if kind == "no_sales":
+        if value is None:
+            return f"outside the active hours {details.get('active_hours')}"
+        return f"{Decimal(value):.0f} transactions stored"
+    return f"{Decimal(value):.0f} rejected (threshold {Decimal(threshold):.0f})"
+
+
+DASHBOARDS = {"sales_drop": "sales-trends", "rejections": "service-performance"}
+
+
+def links(event: dict[str, Any], analytics_url: str, grafana_url: str) -> list[str]:
+    """The report over the alert's window and scope, and its dashboard, where set."""
+    found = []
+    if analytics_url:
+        query = {"from": event["window"]["start"], "to": event["window"]["end"]} | event["scope"]
+        found.append(f"Report: {analytics_url}/api/v1/analytics/summary?{urlencode(query)}")
+    if grafana_url:
+        found.append(
+            f"Dashboard: {grafana_url}/d/{DASHBOARDS.get(event['type'], 'sales-by-product')}"
+        )
+    return found
+
+
+def rule_message(event: dict[str, Any], more: list[str] = ()) -> str:
+    """A rule's alert in plain words: what happened, where, the value against the
+    threshold, and the window, then `more` lines (links). Sent as plain text: nothing in
+    it is read as markup."""
+    state = event["state"]
+    title = KIND_TITLES[event["type"]]
+    scope = event["scope"]
+    where = (
+        f"product {scope['product_id']}"
+        if "product_id" in scope
+        else f"category {scope['category']}"
+        if "category" in scope
+        else "all sales"
+    )
+    window = event["window"]
+    if state == "test":
+        head = f"🧪 Test of the rule “{event['rule']['name']}” ({title}, {where})"
+        return shorten(f"{head}: its channels work.", TELEGRAM_MAX_TEXT)
+    if state == "resolved":
+        head = f"✅ Resolved: {title}, {where}"
+    else:
+        head = f"{ICONS[event['severity']]} {'Still firing' if event['reminder'] else 'Firing'}:"
+        head += f" {title}, {where}"
+    body = (
+        f"{head}\nRule “{event['rule']['name']}”: {_observed(event)}\n"
+        f"in the {window['minutes']} min from {window['start']} to {window['end']}"
+    )
+    return shorten("\n".join([body, *more]), TELEGRAM_MAX_TEXT)
+
+
+def message(event: dict[str, Any], more: list[str] = ()) -> str:
     """The text a person reads in the chat (cut to Telegram's limit)."""
+    if event["schema_version"] == 2:
+        return rule_message(event, more)
     data, kind = event["data"], event["type"]
     head = f"{ICONS[event['severity']]} "
     if kind == "high_value_sale":
@@ -185,6 +305,16 @@ def message(event: dict[str, Any]) -> str:
             f"transactions between {data['window_start']} and {data['window_end']} "
             f"(threshold {money(data['threshold'])})"
         )
+    elif kind == "monitoring_alert":
+        if data["status"] == "resolved":
+            head = "✅ "
+        state = "Resolved" if data["status"] == "resolved" else "Firing"
+        body = f"{state}: {data['alertname']}"
+        service = data["labels"].get("service") or data["labels"].get("job")
+        if service:
+            body += f" ({service})"
+        body += "".join(f"\n{data[k]}" for k in ("summary", "description") if data.get(k))
+        body += f"\nsince {data['starts_at']}"
     else:
         body = f"{kind}: {json.dumps(data)}"
     return shorten(head + body, TELEGRAM_MAX_TEXT)
@@ -261,12 +391,15 @@ class Ledger:
         *,
         status: str = "pending",
         error: str | None = None,
+        event_id: str | None = None,
+        channel: str | None = None,
     ) -> bool:
-        """Logs the event unless its key is logged already; True when it is new."""
+        """Logs the event (for one channel) unless its key is logged already; True when
+        it is new."""
         query = text(
             "INSERT INTO notification_log (event_type, severity, dedup_key, payload, status,"
-            " last_error) VALUES (:kind, :severity, :key, :payload, :status, :error)"
-            " ON CONFLICT (dedup_key) DO NOTHING RETURNING id"
+            " last_error, event_id, channel) VALUES (:kind, :severity, :key, :payload, :status,"
+            " :error, :event_id, :channel) ON CONFLICT (dedup_key) DO NOTHING RETURNING id"
         )
         params = {
             "kind": kind,
@@ -275,8 +408,39 @@ class Ledger:
             "payload": Json(payload),
             "status": status,
             "error": error,
+            "event_id": event_id,
+            "channel": channel,
         }
         return self._run(lambda conn: conn.execute(query, params).first() is not None)
+
+    def record_monitoring_alert(self, event: dict) -> None:
+        """Prometheus's alert (through Alertmanager) into the alert history beside the
+        rules' alerts, once: GET /api/v1/alerts lists both."""
+        data = event["data"]
+        ended = data["status"] == "resolved" and data.get("ends_at")
+        query = text(
+            "INSERT INTO alert_events (event_id, rule_name, kind, state, window_start,"
+            " window_end, payload) VALUES (:id, :name, 'monitoring_alert', :state,"
+            " CAST(:start AS timestamptz), CAST(:end AS timestamptz), :payload)"
+            " ON CONFLICT (event_id) DO NOTHING"
+        )
+        params = {
+            "id": event["event_id"],
+            "name": data["alertname"][:200],
+            "state": data["status"],
+            "start": data["starts_at"],
+            "end": data["ends_at"] if ended else event["occurred_at"],
+            "payload": Json(event),
+        }
+        self._run(lambda conn: conn.execute(query, params))
+
+    def webhook_secret(self, rule_id: int, url: str) -> str | None:
+        """The secret of the rule's webhook at `url` (it never travels in the event)."""
+        query = text(
+            "SELECT c->>'secret' FROM alert_rules, jsonb_array_elements(channels) c"
+            " WHERE id = :id AND c->>'type' = 'webhook' AND c->>'url' = :url LIMIT 1"
+        )
+        return self._run(lambda conn: conn.execute(query, {"id": rule_id, "url": url}).scalar())
 
     def status(self, key: str) -> str:
         query = text("SELECT status FROM notification_log WHERE dedup_key = :key")
@@ -342,7 +506,6 @@ class Notifier:
         self.ledger = Ledger(engine, self.stopping, self.secrets)
         self.http = requests.Session()
         self.consumer = KafkaConsumer(
-            settings.kafka_topic_notifications,
             **client_options(settings, "notifier"),
             group_id=settings.notifier_group,
             enable_auto_commit=False,
@@ -351,7 +514,20 @@ class Notifier:
             # Waiting out a long Telegram or database outage must not cost the membership.
             max_poll_interval_ms=3_600_000,
         )
+        self.settled = False
+        topics.subscribe(self.consumer, settings.kafka_topic_notifications, _Rebalance(self))
+        counts.declare(consumes=(settings.kafka_topic_notifications,))
         self.watchdog = Watchdog(self.consumer, settings, settings.notifier_group)
+        # A delivery may wait out a Telegram outage for minutes: the loop is stale then.
+        self.heartbeat = health.Heartbeat(max_age=120)
+
+    def ready(self) -> tuple[bool, dict]:
+        """Ready while the poll loop turns and the group has settled."""
+        turning, loop = self.heartbeat.check()
+        return turning and self.settled, {
+            "loop": loop,
+            "group": "settled" if self.settled else "rebalancing",
+        }
 
     def stop(self, *_) -> None:
         self.stopping.set()
@@ -360,13 +536,15 @@ class Notifier:
         try:
             while not self.stopping.is_set():
                 batches = self.consumer.poll(timeout_ms=1000)
+                counts.consumed(batches)
                 for records in batches.values():
                     for record in records:
                         self.handle(record)
                 if batches and not self.stopping.is_set():
-                    self.consumer.commit()
+                    commits.commit(self.consumer)
                     self.watchdog.read()  # after handling: waiting out an outage is no stall
-                self.watchdog.check(busy=False)
+                self.watchdog.check(busy=False, settled=self.settled)
+                self.heartbeat.beat()
         except Stopping:
             pass  # nothing is committed past what was finished: read again after a restart
         self.consumer.close()
@@ -387,13 +565,8 @@ class Notifier:
         except Unstorable as error:
             self.reject(record, f"the database refused the event: {error}")
         except Exception as error:  # a bug must not stop the alerts behind it
-            key = event["event_id"]
-            logger.exception("could not handle an event", extra={"event_id": key})
-            reason = f"could not be handled: {self.ledger.reason(error)}"
-            if self.ledger.fail_pending(key, reason):
-                EVENTS.labels("failed").inc()
-            else:
-                self.reject(record, reason)
+            logger.exception("could not handle an event", extra={"event_id": event["event_id"]})
+            self.reject(record, f"could not be handled: {self.ledger.reason(error)}")
 
     def reject(self, record, reason: str) -> None:
         key = malformed_key(record)
@@ -403,39 +576,115 @@ class Notifier:
             logger.error("not a notification event", extra={"key": key, "reason": reason})
 
     def deliver(self, event: dict[str, Any]) -> None:
-        key = event["event_id"]
-        self.ledger.record(key, event["type"], event["severity"], event)
+        """A rule's event (v2) to each of its channels, each once; any other to Telegram."""
+        if event["schema_version"] != 2:
+            if event["type"] == "monitoring_alert":
+                self.ledger.record_monitoring_alert(event)
+            self.deliver_to(event, event["event_id"], {"type": "telegram"})
+            return
+        for index, channel in enumerate(event["channels"]):
+            self.deliver_to(event, f"{event['event_id'][:190]}#{index}", channel)
+
+    def deliver_to(self, event: dict[str, Any], key: str, channel: dict) -> None:
+        kind = channel["type"]
+        self.ledger.record(
+            key, event["type"], event["severity"], event, event_id=event["event_id"], channel=kind
+        )
         if self.ledger.status(key) != "pending":
             EVENTS.labels("duplicate").inc()
             return
-        if not self.wanted(event):
+        if not self.wanted(event, kind):
             self.ledger.finish(key, "suppressed", tried=False)
             EVENTS.labels("suppressed").inc()
             return
+        began = time.monotonic()
         try:
-            if not self.send(key, message(event)):
+            if kind == "webhook":
+                done = self.post_webhook(key, channel, event)
+            else:
+                more = (
+                    links(
+                        event, self.settings.analytics_public_url, self.settings.grafana_public_url
+                    )
+                    if event["schema_version"] == 2
+                    else []
+                )
+                done = self.send(key, message(event, more), channel.get("chat_id"))
+            if not done:
                 return  # stopping: not sent, read again after the restart
+        except (Stopping, Unstorable):
+            raise
         except Refused as error:
             reason = str(error)
             self.ledger.finish(key, "failed", reason, tried=True)
             EVENTS.labels("failed").inc()
-            logger.error("telegram refused an alert", extra={"event_id": key, "reason": reason})
+            logger.error(f"{kind} refused an alert", extra={"event_id": key, "reason": reason})
+            return
+        except Exception as error:  # a bug must not stop the alerts behind it
+            logger.exception("could not deliver an event", extra={"event_id": key})
+            if self.ledger.fail_pending(key, f"could not be handled: {self.ledger.reason(error)}"):
+                EVENTS.labels("failed").inc()
             return
         self.ledger.finish(key, "sent", tried=True)
+        DELIVERY_SECONDS.observe(time.monotonic() - began)
         EVENTS.labels("sent").inc()
-        logger.info("alert sent", extra={"event_id": key, "type": event["type"]})
+        logger.info("alert sent", extra={"event_id": key, "type": event["type"], "channel": kind})
 
-    def wanted(self, event: dict) -> bool:
+    def wanted(self, event: dict, channel: str) -> bool:
+        """At or above NOTIFY_MIN_SEVERITY, and for Telegram, a bot to send with."""
         minimum = SEVERITIES.index(self.settings.notify_min_severity)
-        return bool(self.settings.telegram_bot_token) and (
-            SEVERITIES.index(event["severity"]) >= minimum
-        )
+        if SEVERITIES.index(event["severity"]) < minimum:
+            return False
+        return channel == "webhook" or bool(self.settings.telegram_bot_token)
 
-    def send(self, key: str, text_: str) -> bool:
-        """sendMessage until Telegram takes it (True) or the notifier stops (False);
-        Refused when Telegram says no for good."""
+    def post_webhook(self, key: str, channel: dict, event: dict[str, Any]) -> bool:
+        """POSTs the event as JSON until the webhook takes it with a 2xx (True) or the
+        notifier stops (False); Refused on any other 4xx, or after WEBHOOK_ATTEMPTS."""
+        try:
+            webhooks.check_url(channel["url"], self.settings.notify_webhook_allowed_hosts)
+        except ValueError as error:
+            raise Refused(f"not posted: {error}") from None
+        body = json.dumps(event, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json", "X-Event-Id": event["event_id"]}
+        secret = self.ledger.webhook_secret(event["rule"]["id"], channel["url"])
+        if secret:
+            signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+            headers["X-Signature-SHA256"] = signature
+        secrets = (*self.secrets, secret) if secret else self.secrets
+        backoff = 1.0
+        for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
+            try:
+                answer = self.http.post(
+                    channel["url"], data=body, headers=headers, timeout=10, allow_redirects=False
+                )
+            except requests.RequestException as error:
+                reason = storable(f"no answer: {error}", secrets=secrets)
+            else:
+                if 200 <= answer.status_code < 300:
+                    return True
+                reason = storable(
+                    f"HTTP {answer.status_code}: {answer.text[:300]}", secrets=secrets
+                )
+                if answer.status_code < 500 and answer.status_code != 429:
+                    raise Refused(reason)
+            if attempt == WEBHOOK_ATTEMPTS:
+                raise Refused(f"given up after {attempt} attempts; the last: {reason}")
+            WEBHOOK_RETRIES.inc()
+            self.ledger.attempt_failed(key, reason)
+            logger.warning(
+                "the webhook did not take the alert yet",
+                extra={"event_id": key, "reason": reason, "retry_in": backoff},
+            )
+            if self.stopping.wait(backoff):
+                return False
+            backoff = min(backoff * 2, WEBHOOK_MAX_BACKOFF)
+        return False
+
+    def send(self, key: str, text_: str, chat_id: str | None = None) -> bool:
+        """sendMessage (to the rule's chat, else TELEGRAM_CHAT_ID) until Telegram takes it
+        (True) or the notifier stops (False); Refused when Telegram says no for good."""
         url = f"{self.settings.telegram_api_url}/bot{self.settings.telegram_bot_token}/sendMessage"
-        body = {"chat_id": self.settings.telegram_chat_id, "text": text_}
+        body = {"chat_id": chat_id or self.settings.telegram_chat_id, "text": text_}
         backoff = 1.0
         while not self.stopping.is_set():
             wait = backoff
@@ -469,11 +718,32 @@ class Notifier:
         return False
 
 
+class _Rebalance(ConsumerRebalanceListener):
+    """Tells /ready whether the group has settled (kafka-python's IO thread: no blocking)."""
+
+    def __init__(self, notifier: Notifier):
+        self.notifier = notifier
+
+    def on_partitions_revoked(self, revoked):
+        self.notifier.settled = False
+
+    def on_partitions_assigned(self, assigned):
+        self.notifier.settled = True
+
+
 def main() -> None:
     settings = get_settings()
     configure_logging("notifier")
-    start_http_server(settings.notifier_metrics_port, addr=settings.http_bind_host)
     notifier = Notifier(settings, default_engine())
+    # Alertmanager's webhook: Prometheus's alerts onto the notifications topic.
+    producer = KafkaProducer(**client_options(settings, "notifier-alertmanager"), acks="all")
+    receiver = alertmanager.Receiver(producer, settings.kafka_topic_notifications)
+    health.serve(
+        settings.notifier_metrics_port,
+        settings.http_bind_host,
+        notifier.ready,
+        post={"/alertmanager": receiver},
+    )
     signal.signal(signal.SIGTERM, notifier.stop)
     signal.signal(signal.SIGINT, notifier.stop)
     if not settings.telegram_bot_token:

@@ -9,6 +9,8 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from sqlalchemy import Engine, text
 
+from streams.counts import PRODUCED
+
 logger = logging.getLogger(__name__)
 
 
@@ -41,6 +43,8 @@ def relay_outbox(
         except KafkaError as exc:
             logger.warning("outbox relay: Kafka did not take the events: %r", exc)
             raise
+        for _, topic, _, _ in rows:
+            PRODUCED.labels(topic).inc()
         conn.execute(
             text("UPDATE outbox_events SET published_at = now() WHERE id = ANY(:ids)"),
             {"ids": [r[0] for r in rows]},

@@ -26,11 +26,12 @@ import sqlalchemy.exc
 from celery import Celery
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
-from prometheus_client import Counter, Gauge, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import text
 
+import health
 from config import Settings, get_settings
 from consumers.outbox_relay import relay_outbox
 from consumers.watchdog import Watchdog
@@ -38,6 +39,7 @@ from db.broker import INGEST_QUEUE, STORE_CHUNK
 from db.rejections import Rejection, insert_rejections
 from db.session import default_engine
 from logs import configure_logging
+from streams import commits, counts, topics
 from streams.messages import Message, chunk_item, kind_of
 from streams.topics import client_options
 
@@ -55,6 +57,15 @@ FAILED = Counter(
 FAILED.inc(0)
 COMMITTED = Counter("processor_messages_committed_total", "Messages whose offsets were committed")
 INFLIGHT = Gauge("processor_inflight_chunks", "Chunks handed out and not yet stored")
+HANDOFF_SECONDS = Histogram(
+    "processor_handoff_seconds",
+    "From a poll that returned records to their chunk's task being sent to the workers",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
+)
+MAX_INFLIGHT = Gauge(
+    "processor_max_inflight_chunks",
+    "PROCESSOR_MAX_INFLIGHT_CHUNKS: chunks in flight at which reading pauses",
+)
 EVENTS = Counter("processor_events_published_total", "Outbox events published to Kafka")
 RELAY_INTERVAL = 1.0
 # A chunk no worker has started this long after it was sent, and whose task is not in the
@@ -133,6 +144,10 @@ class Processor:
         self.engine = default_engine()
         self.tracker = Tracker()
         self.running = True
+        MAX_INFLIGHT.set(settings.processor_max_inflight_chunks)
+        # What /ready reports (health.py): the loop's last turn and the group's state.
+        self.heartbeat = health.Heartbeat(max_age=30)
+        self.settled = False
         self.consumer = KafkaConsumer(
             **client_options(settings, "processor"),
             group_id=settings.processor_group,
@@ -144,8 +159,7 @@ class Processor:
             # Notice new partitions (and a topic that appears late) within half a minute.
             metadata_max_age_ms=30_000,
         )
-        self._wait_for_topic(settings.kafka_topic_transactions)
-        self.consumer.subscribe([settings.kafka_topic_transactions], listener=_Rebalance(self))
+        topics.subscribe(self.consumer, settings.kafka_topic_transactions, _Rebalance(self))
         self.watchdog = Watchdog(self.consumer, settings, settings.processor_group)
         self.producer = KafkaProducer(
             **client_options(settings, "processor-outbox"),
@@ -153,26 +167,16 @@ class Processor:
             linger_ms=5,
         )
         self.last_relay = 0.0
+        # It reads transactions; its outbox relay writes the notifications topic.
+        counts.declare(
+            produces=(settings.kafka_topic_notifications,),
+            consumes=(settings.kafka_topic_transactions,),
+        )
         # Records read from Kafka whose chunk could not be recorded yet (database down).
         self.backlog: list = []
         self.database_down_since: float | None = None
         # When the database last came back (chunks started before then are sent again).
         self.database_back_at = 0.0
-
-    def _wait_for_topic(self, topic: str, seconds: float = 60) -> None:
-        """Joins the group only once the topic's partitions are known.
-
-        Joining without them gets an empty assignment that kafka-python (3.0) does not
-        always recover from: the member then drops out of the group and waits forever.
-        """
-        deadline = time.monotonic() + seconds
-        while not self.consumer.partitions_for_topic(topic):
-            if time.monotonic() > deadline:
-                raise SystemExit(
-                    f"topic {topic!r} has no partitions after {seconds:.0f}s;"
-                    " create it with `python -m streams.topics`"
-                )
-            time.sleep(0.5)
 
     # --- the loop -------------------------------------------------------------------
     def run(self) -> None:
@@ -188,6 +192,8 @@ class Processor:
         began = time.monotonic()
         self._flow_control()
         batch = self.consumer.poll(timeout_ms=100)
+        polled = time.monotonic()
+        counts.consumed(batch)
         records = [r for rs in batch.values() for r in rs]
         if records:
             MESSAGES.inc(len(records))
@@ -198,6 +204,7 @@ class Processor:
             chunk = self._new_chunk(self.backlog)
             self.backlog = []
             self._send(chunk)
+            HANDOFF_SECONDS.observe(time.monotonic() - polled)
         self._check_chunks()
         self._relay()
         if self.database_down_since is not None:
@@ -207,7 +214,16 @@ class Processor:
             )
             self.database_down_since = None
             self.database_back_at = began
-        self.watchdog.check(busy=bool(self.tracker.chunks or self.backlog))
+        self.watchdog.check(busy=bool(self.tracker.chunks or self.backlog), settled=self.settled)
+        self.heartbeat.beat()
+
+    def ready(self) -> tuple[bool, dict]:
+        """Ready while the loop turns, the group has settled and PostgreSQL answers."""
+        turning, loop = self.heartbeat.check()
+        database = "down" if self.database_down_since is not None else "ok"
+        group = "settled" if self.settled else "rebalancing"
+        ok = turning and self.settled and database == "ok"
+        return ok, {"loop": loop, "group": group, "database": database}
 
     def _wait_for_database(self, exc: Exception) -> None:
         """PostgreSQL (the chunks' records and Celery's broker) does not answer: read
@@ -395,11 +411,7 @@ class Processor:
     def _commit(self) -> None:
         offsets, done = self.tracker.committable()
         if offsets:
-            try:
-                self.consumer.commit(offsets)
-            except CommitFailedError:
-                # The group rebalanced meanwhile; the partitions' next owner reads these again.
-                logger.warning("offset commit refused after a rebalance", exc_info=True)
+            commits.commit(self.consumer, offsets)
         if done:
             COMMITTED.inc(sum(len(c.items) for c in done))
             with self.engine.begin() as conn:
@@ -444,13 +456,17 @@ class _Rebalance(ConsumerRebalanceListener):
 
     def on_partitions_revoked(self, revoked):
         # Nothing to do yet: partitions handed straight back keep their chunks in flight.
-        pass
+        self.processor.settled = False
+        logger.info(
+            "partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)}
+        )
 
     def on_partitions_assigned(self, assigned):
         # Chunks of partitions now owned by another member are forgotten: it reads those
         # messages again from the committed offsets, and they are stored once.
         tracker = self.processor.tracker
         tracker.forget(set(tracker.order) - set(assigned))
+        self.processor.settled = True
         logger.info(
             "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)}
         )
@@ -459,8 +475,8 @@ class _Rebalance(ConsumerRebalanceListener):
 def main() -> None:
     settings = get_settings()
     configure_logging("processor")
-    start_http_server(settings.processor_metrics_port, addr=settings.http_bind_host)
     processor = Processor(settings)
+    health.serve(settings.processor_metrics_port, settings.http_bind_host, processor.ready)
     signal.signal(signal.SIGTERM, processor.stop)
     signal.signal(signal.SIGINT, processor.stop)
     processor.run()

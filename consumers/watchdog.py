@@ -1,15 +1,17 @@
 """Leaving for a restart when a kafka-python group consumer has stopped consuming.
 
-kafka-python 3.0 was seen stopping in two ways, each without an error: a consumer started
-while the broker is still loading can hold no partitions while its group has no members
-at all; and a consumer holding its partitions can fetch nothing from them while messages
-wait: for up to half a minute after a broker outage unless its metadata backoff is
-bounded (`client_options` bounds it), and now and then just after joining a new topic,
-for reasons not yet known. A service that exits is started again by its process manager
-(supervisord, Compose), and reads its uncommitted messages again. It leaves the group on
-the way out, so that its successor gets the partitions at once instead of after the
-session timeout. A spare consumer without partitions in a healthy group is left alone,
-and so is one whose own work is in flight.
+kafka-python 3.0 was seen stopping in these ways, each without an error: a consumer
+started while the broker is still loading can hold no partitions while its group has no
+members at all; one whose partitions were revoked can stay out of its group for good,
+its old assignment still in hand and its group empty; and a consumer holding its
+partitions can fetch nothing from them while messages wait: for up to half a minute
+after a broker outage unless its metadata backoff is bounded (`client_options` bounds
+it), and now and then just after joining a new topic, for reasons not yet known. A
+service that exits is started again by its process manager (supervisord, Compose), and
+reads its uncommitted messages again. It leaves the group on the way out, so that its
+successor gets the partitions at once instead of after the session timeout. A spare
+consumer without partitions that is a member of its group is left alone, and so is one
+whose own work is in flight.
 """
 
 from __future__ import annotations
@@ -25,8 +27,12 @@ from streams.topics import admin_client
 
 logger = logging.getLogger(__name__)
 
-# How long without partitions is a stop (a rebalance can take a while)...
-UNASSIGNED_SECONDS = 60.0
+# How long without partitions, or in a rebalance, before the group is asked whether this
+# consumer is still a member (a healthy rebalance of members that poll every second ends
+# within a few; a consumer that is no member any more never gets back)...
+UNASSIGNED_SECONDS = 15.0
+# ...and how often it is asked again while the answer is yes.
+MEMBERSHIP_CHECK_SECONDS = 5.0
 # ...and how long messages may wait while nothing is read (a healthy consumer that is
 # not busy with its own work reads them within its fetch wait, half a second).
 STALL_SECONDS = 10.0
@@ -48,11 +54,13 @@ class Watchdog:
         self.last_read = time.monotonic()
         self.waiting_since = None
 
-    def check(self, *, busy: bool) -> None:
+    def check(self, *, busy: bool, settled: bool = True) -> None:
         """Raises SystemExit(3) when the consumer has stopped consuming; `busy`: work of
-        its own is in flight, so that reading nothing is expected."""
+        its own is in flight, so that reading nothing is expected; `settled`: its last
+        rebalance ended with an assignment (a revocation with none after it counts as no
+        partitions: a member that dropped out keeps its old assignment)."""
         assigned = self.consumer.assignment()
-        if assigned:
+        if assigned and settled:
             self.unassigned_since = None
             self._check_stall(assigned, busy)
         else:
@@ -94,14 +102,23 @@ class Watchdog:
             self.unassigned_since = now
         if now - self.unassigned_since < UNASSIGNED_SECONDS:
             return
-        self.unassigned_since = now
+        # Asked again soon, not a whole UNASSIGNED_SECONDS later.
+        self.unassigned_since = now - UNASSIGNED_SECONDS + MEMBERSHIP_CHECK_SECONDS
+        member = self.consumer.group_metadata().member_id
         admin = admin_client(self.settings)
         try:
             members = admin.describe_groups([self.group])[self.group]["members"]
+        except KafkaError:
+            return  # the broker is away: nothing could be read anyway
         finally:
             admin.close()
-        if not members:
-            self._leave("no partitions and no members in the consumer group; restarting")
+        if member not in {m["member_id"] for m in members}:
+            self._leave(
+                "no partitions, or a rebalance that never ended, and not a member of the"
+                " consumer group; restarting",
+                member_id=member,
+                members=len(members),
+            )
 
     def _leave(self, message: str, **details) -> None:
         logger.error(message, extra=details)

@@ -16,6 +16,10 @@ shows up as drift instead of a failure on the first publish.
 """
 
 from kombu.transport.sqlalchemy.models import Message, ModelBase, Queue, class_registry, metadata
+from sqlalchemy import Engine, text
+
+from config import get_settings
+from db.session import make_engine
 
 # Chunks of Kafka messages to store. Apart from the periodic jobs, so that a backlog of
 # chunks does not hold them up: a worker takes from its queues in turn.
@@ -41,3 +45,23 @@ _register("Queue", Queue, QUEUE_TABLE)
 _register("Message", Message, MESSAGE_TABLE)
 
 broker_metadata = metadata
+
+
+def queue_depths(connection) -> dict[str, int]:
+    """Messages waiting in each queue (visible: not yet fetched by a worker); every queue
+    of the app is named, at 0 when the transport has not created it yet."""
+    rows = connection.execute(
+        text(
+            f"SELECT q.name, count(m.id) FROM {QUEUE_TABLE} q"
+            f" LEFT JOIN {MESSAGE_TABLE} m ON m.queue_id = q.id AND m.visible"
+            " GROUP BY q.name"
+        )
+    ).all()
+    return dict.fromkeys(QUEUES, 0) | {name: count for name, count in rows}
+
+
+def broker_engine(application_name: str) -> Engine:
+    """A one-connection engine on the broker's database (CELERY_BROKER_URL without kombu's
+    `sqla+`), for reading its tables beside the transport."""
+    url = get_settings().celery_broker_url.removeprefix("sqla+")
+    return make_engine(url, pool_size=1, application_name=application_name)

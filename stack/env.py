@@ -36,11 +36,22 @@ def main() -> None:
         "KAFKA_CONTROLLER_PORT": settings.kafka_controller_port,
         "KAFKA_HEAP": settings.kafka_heap,
         "PROMETHEUS_PORT": settings.prometheus_port,
+        "ALERTMANAGER_PORT": settings.alertmanager_port,
+        "POSTGRES_EXPORTER_PORT": settings.postgres_exporter_port,
+        "KAFKA_METRICS_PORT": settings.kafka_metrics_port,
+        "PROCESS_EXPORTER_PORT": settings.process_exporter_port,
+        # The exporter reads the statistics as the application's role (pg_read_all_stats).
+        "POSTGRES_EXPORTER_DSN": settings.database.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
+        + "?sslmode=disable",
         "PROCESSOR_METRICS_PORT": settings.processor_metrics_port,
         "WORKER_METRICS_PORT": settings.worker_metrics_port,
         "NOTIFIER_METRICS_PORT": settings.notifier_metrics_port,
+        "BEAT_METRICS_PORT": settings.beat_metrics_port,
         "COLLECTOR_PORT": settings.collector_port,
         "ANALYTICS_PORT": settings.analytics_port,
+        "NOTIFICATIONS_PORT": settings.notifications_port,
         # The queues the worker listens on: every queue of the app.
         "WORKER_QUEUES": ",".join(QUEUES),
     }

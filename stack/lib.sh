@@ -3,6 +3,8 @@
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
+# The Prometheus JMX exporter agent the broker loads (the Dockerfile's JMX_AGENT_VERSION too).
+JMX_AGENT_VERSION=1.0.1
 # The local stack is a development machine: .env.example's API keys are allowed here, and
 # only here (config.py refuses them elsewhere). An explicit value in the environment wins.
 export ALLOW_EXAMPLE_KEYS=${ALLOW_EXAMPLE_KEYS:-true}
@@ -16,6 +18,9 @@ install_system_packages() {
     local missing=()
     [ -n "$(pg_bindir)" ] || missing+=(postgresql postgresql-contrib)
     command -v prometheus >/dev/null || missing+=(prometheus)
+    command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+    command -v prometheus-postgres-exporter >/dev/null || missing+=(prometheus-postgres-exporter)
+    command -v prometheus-process-exporter >/dev/null || missing+=(prometheus-process-exporter)
     command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
     command -v mvn >/dev/null || missing+=(maven)
     command -v curl >/dev/null || missing+=(curl)
@@ -66,6 +71,15 @@ install_kafka_libs() {
         rm -rf "$libs"
         mvn -q -B -Dstyle.color=never -f stack/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory="$libs"
         touch "$libs/.resolved"
+    fi
+    # The Prometheus JMX exporter, loaded into the broker's JVM as an agent.
+    local agent="$STACK_LOCAL/kafka/agent"
+    if [ "$(cat "$agent/.version" 2>/dev/null)" != "$JMX_AGENT_VERSION" ]; then
+        rm -rf "$agent"
+        mvn -q -B -Dstyle.color=never dependency:copy -Dmdep.stripVersion=true \
+            -Dartifact="io.prometheus.jmx:jmx_prometheus_javaagent:$JMX_AGENT_VERSION" \
+            -DoutputDirectory="$agent"
+        echo "$JMX_AGENT_VERSION" > "$agent/.version"
     fi
 }
 
@@ -140,6 +154,11 @@ render_prometheus() {
     cp -r monitoring/prometheus/rules "$dir/rules"
     cp monitoring/prometheus/prometheus.yml "$dir/prometheus.yml"
     envsubst < monitoring/prometheus/targets-local.json.in > "$dir/targets/local.json"
+    mkdir -p "$dir/alertmanagers" "$STACK_LOCAL/alertmanager/data"
+    envsubst < monitoring/prometheus/alertmanagers-local.json.in > "$dir/alertmanagers/local.json"
+    # The notifier's webhook at its local address.
+    sed "s#http://notifier:9103/#http://127.0.0.1:$NOTIFIER_METRICS_PORT/#" \
+        monitoring/alertmanager/alertmanager.yml > "$STACK_LOCAL/alertmanager/alertmanager.yml"
 }
 
 supervisorctl_() { "$VENV/bin/supervisorctl" -c stack/supervisord.conf "$@"; }
@@ -151,6 +170,8 @@ pg_ready() { "$PG_BINDIR/pg_isready" -q -h "$PGHOST" -p "$PGPORT"; }
 kafka_ready() { "$VENV/bin/python" -m streams.topics --check >/dev/null 2>&1; }
 
 prometheus_ready() { curl -fsS "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" >/dev/null 2>&1; }
+
+alertmanager_ready() { curl -fsS "http://127.0.0.1:$ALERTMANAGER_PORT/-/ready" >/dev/null 2>&1; }
 
 wait_for() {
     local name=$1 timeout=$2 check=$3 start=$SECONDS

@@ -38,6 +38,7 @@ wait_for "PostgreSQL" 60 pg_ready
 ensure_database
 wait_for "Kafka" 90 kafka_ready
 wait_for "Prometheus" 30 prometheus_ready
+wait_for "Alertmanager" 30 alertmanager_ready
 curl -fsS -X POST "http://127.0.0.1:$PROMETHEUS_PORT/-/reload" >/dev/null
 
 say "migrating the database"
@@ -65,7 +66,9 @@ cat <<URLS
 The system is up.
   Data Collector  http://127.0.0.1:$COLLECTOR_PORT/docs   (API: /api/v1, OpenAPI: /openapi.json)
   Analytics       http://127.0.0.1:$ANALYTICS_PORT/docs   (API: /api/v1, OpenAPI: /openapi.json)
+  Notifications   http://127.0.0.1:$NOTIFICATIONS_PORT/docs   (alert rules and the alert history)
   Prometheus      http://127.0.0.1:$PROMETHEUS_PORT
+  Alertmanager    http://127.0.0.1:$ALERTMANAGER_PORT
   PostgreSQL      $PGHOST:$PGPORT  (database $PGDATABASE_APP)
   Kafka           127.0.0.1:$KAFKA_PORT
   Logs            $LOG_DIR

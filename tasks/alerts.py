@@ -1,23 +1,19 @@
-"""Business alert checks (beat's periodic jobs): each raises an event in the outbox when
-its condition holds, once per window however often it runs; the notifier delivers it.
-
-- rejection_burst: REJECTION_BURST_THRESHOLD rejections within the window;
-- low_sales: revenue in the last LOW_SALES_WINDOW_MINUTES below LOW_SALES_THRESHOLD, the
-  reports' exact figure (rollups plus the rows not yet rolled up).
+"""The business alert check set by the environment (beat's periodic job): rejection_burst,
+REJECTION_BURST_THRESHOLD rejections within the window, raised in the outbox once per
+window however often it runs; the notifier delivers it. The alert rules of the
+Notification Service (tasks/alert_rules.py) are evaluated beside it; the low-sales
+settings seed one of those rules.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime
 
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
-from config import Settings, get_settings
-from db.reports.periods import ReportRange
-from db.reports.queries import Filters, snapshot
-from db.session import default_engine, session_scope
+from config import get_settings
+from db.session import session_scope
 from tasks.celery_app import app
 from tasks.events import add_to_outbox, event
 
@@ -62,43 +58,3 @@ def check_rejection_burst() -> int:
                 ],
             )
     return rejected
-
-
-def low_sales(engine: Engine, settings: Settings, now: datetime) -> dict | None:
-    """The low_sales event for the window that ends `now`, or None when its revenue is at
-    or above LOW_SALES_THRESHOLD (or the check is off). The revenue is the reports' exact
-    figure: rollups plus the rows not yet rolled up."""
-    threshold = settings.low_sales_threshold
-    if not threshold:
-        return None
-    window = timedelta(minutes=settings.low_sales_window_minutes)
-    start = now - window
-    with snapshot(engine, settings.report_timezone) as reports:
-        sales = reports.totals(ReportRange(start, now, ZoneInfo("UTC")), Filters())
-    if sales["revenue"] >= threshold:
-        return None
-    # One event per window-long bucket of time, however often this runs.
-    bucket = int(now.timestamp() // window.total_seconds())
-    return event(
-        f"low_sales:{bucket}",
-        "low_sales",
-        "warning",
-        {
-            "window_start": start.isoformat(),
-            "window_end": now.isoformat(),
-            "revenue": f"{sales['revenue']:.2f}",
-            "transactions": sales["transactions"],
-            "threshold": str(threshold),
-        },
-    )
-
-
-@app.task(name="maintenance.check_low_sales")
-def check_low_sales() -> bool:
-    """Raises low_sales when the last window's revenue is below the threshold."""
-    found = low_sales(default_engine(), get_settings(), datetime.now(UTC))
-    if found:
-        with session_scope() as session:
-            add_to_outbox(session, [found])
-        logger.warning("sales below the threshold", extra=found["data"])
-    return found is not None

@@ -14,13 +14,11 @@ The transport's known limits, and how the system lives with them:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import time
 
 from celery import Celery, Task
-from celery.beat import PersistentScheduler, SchedulingError
 from celery.signals import after_setup_logger
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
 
@@ -49,27 +47,6 @@ class LoggedTask(Task):
         return result
 
 
-class ReconnectingScheduler(PersistentScheduler):
-    """Beat's scheduler, made to recover from a broker that went away. After PostgreSQL
-    restarted, beat's cached producer stayed bound to a closed channel, and every send
-    failed with 'channel disconnected' for as long as beat ran: no rollups, no checks.
-    A failed send drops the producer and its connection; the next send makes new ones."""
-
-    def apply_async(self, entry, producer=None, advance=True, **kwargs):
-        try:
-            return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
-        except SchedulingError:
-            self._drop_connection()
-            raise
-
-    def _drop_connection(self) -> None:
-        self.__dict__.pop("producer", None)
-        connection = self.__dict__.pop("connection", None)
-        if connection is not None:
-            with contextlib.suppress(Exception):  # it is broken already
-                connection.release()
-
-
 def create_celery() -> Celery:
     settings = get_settings()
     app = Celery("salesflow", task_cls=LoggedTask)
@@ -90,7 +67,8 @@ def create_celery() -> Celery:
         worker_concurrency=settings.worker_concurrency,
         worker_hijack_root_logger=False,
         timezone="UTC",
-        beat_scheduler=ReconnectingScheduler,
+        # tasks/beat.py: reconnects after a broker outage, serves /ready and /metrics.
+        beat_scheduler="tasks.beat:Scheduler",
         beat_schedule={
             # tasks/ingest.py: store parked transactions whose product has arrived,
             # reject those whose window has passed.
@@ -113,9 +91,12 @@ def create_celery() -> Celery:
                 "task": "maintenance.check_rejection_burst",
                 "schedule": 30.0,
             },
-            # tasks/alerts.py: raise a low_sales event when sales fall below the
-            # threshold (LOW_SALES_THRESHOLD; off at 0).
-            "check-low-sales": {"task": "maintenance.check_low_sales", "schedule": 60.0},
+            # tasks/alert_rules.py: evaluate every enabled alert rule (the Notification
+            # Service's); its events go through the outbox.
+            "evaluate-alert-rules": {
+                "task": "maintenance.evaluate_alert_rules",
+                "schedule": 60.0,
+            },
             # tasks/upkeep.py: delete outbox events published OUTBOX_RETENTION_DAYS ago.
             "purge-outbox": {"task": "maintenance.purge_outbox", "schedule": 3600.0},
             # tasks/upkeep.py: delete final notification_log rows older than
@@ -124,11 +105,23 @@ def create_celery() -> Celery:
                 "task": "maintenance.purge_notification_log",
                 "schedule": 3600.0,
             },
+            # tasks/upkeep.py: delete alerts raised NOTIFICATION_LOG_RETENTION_DAYS ago
+            # from the history (alert_events).
+            "purge-alert-history": {
+                "task": "maintenance.purge_alert_history",
+                "schedule": 3600.0,
+            },
             # tasks/upkeep.py: delete rejections replayed REJECTED_RETENTION_DAYS ago
             # (open ones stay).
             "purge-rejected": {"task": "maintenance.purge_rejected", "schedule": 3600.0},
         },
-        include=["tasks.ingest", "tasks.rollups", "tasks.upkeep", "tasks.alerts"],
+        include=[
+            "tasks.ingest",
+            "tasks.rollups",
+            "tasks.upkeep",
+            "tasks.alerts",
+            "tasks.alert_rules",
+        ],
     )
     return app
 

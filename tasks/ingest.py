@@ -32,7 +32,7 @@ from db.session import default_engine, session_scope
 from streams.messages import PRODUCT, TRANSACTION, Message, decode
 from tasks.celery_app import app
 from tasks.events import add_to_outbox, high_value_sale
-from tasks.metrics import PRODUCTS, REJECTIONS, TRANSACTIONS
+from tasks.metrics import ACCEPTED_TO_STORED, PRODUCTS, REJECTIONS, TRANSACTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ class Outcome:
     rejected: int = 0
     products: int = 0
     rejections: list[Rejection] = field(default_factory=list)
+    # Seconds from the collector's acceptance to the insert, one per stored transaction.
+    latencies: list[float] = field(default_factory=list)
 
     def reject(
         self, m: Message, reason: str, details: dict | None = None, stage: str = "processor"
@@ -179,7 +181,8 @@ def store_transactions(
                 kafka_offset, content_hash)
             VALUES %s
             ON CONFLICT (transaction_id) DO NOTHING
-            RETURNING transaction_id, total_amount
+            RETURNING transaction_id, total_amount,
+                extract(epoch FROM clock_timestamp() - received_at)::float8
             """,
             rows,
             page_size=len(rows),
@@ -187,12 +190,13 @@ def store_transactions(
         )
         stored = {r[0] for r in inserted}
         outcome.stored += len(stored)
+        outcome.latencies.extend(r[2] for r in inserted)
         threshold = get_settings().high_value_threshold
         add_to_outbox(
             session,
             [
                 high_value_sale(first[txid].body | {"total_amount": total}, threshold)
-                for txid, total in inserted
+                for txid, total, _ in inserted
                 if total >= threshold
             ],
         )
@@ -318,6 +322,8 @@ def count_outcome(outcome: Outcome) -> None:
     for rejection in outcome.rejections:
         REJECTIONS.labels(rejection.reason).inc()
     PRODUCTS.inc(outcome.products)
+    for seconds in outcome.latencies:
+        ACCEPTED_TO_STORED.observe(seconds)
 
 
 # Errors that say the database is busy or gone, not that the messages are wrong: the

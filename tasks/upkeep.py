@@ -14,7 +14,7 @@ from datetime import timedelta
 from sqlalchemy import ColumnElement, Engine, delete, func, select, text
 
 from config import Settings, get_settings
-from db.models import NotificationLog, OutboxEvent, RejectedTransaction
+from db.models import AlertEvent, NotificationLog, OutboxEvent, RejectedTransaction
 from db.session import default_engine, session_scope
 from tasks.celery_app import app
 
@@ -60,7 +60,7 @@ def purge_chunks() -> int:
 # millions is purged in short statements that hold their row locks briefly.
 PURGE_BATCH_ROWS = 10_000
 
-Purgeable = type[OutboxEvent] | type[NotificationLog] | type[RejectedTransaction]
+Purgeable = type[OutboxEvent] | type[NotificationLog] | type[RejectedTransaction] | type[AlertEvent]
 
 
 def purge_in_batches(
@@ -112,6 +112,15 @@ def purge_final_notifications(
     return purge_in_batches(engine, NotificationLog, expired, batch_rows=batch_rows)
 
 
+def purge_expired_alerts(
+    engine: Engine, settings: Settings, *, batch_rows: int = PURGE_BATCH_ROWS
+) -> int:
+    """Alerts raised more than NOTIFICATION_LOG_RETENTION_DAYS ago: the history lasts as
+    long as the log of their deliveries."""
+    expired = AlertEvent.occurred_at < older_than(settings.notification_log_retention_days)
+    return purge_in_batches(engine, AlertEvent, expired, batch_rows=batch_rows)
+
+
 def purge_replayed_rejections(
     engine: Engine, settings: Settings, *, batch_rows: int = PURGE_BATCH_ROWS
 ) -> int:
@@ -141,6 +150,13 @@ def purge_notification_log() -> int:
     """Deletes final notification_log rows past their retention."""
     deleted = purge_final_notifications(default_engine(), get_settings())
     return _purged("final notification log rows", deleted)
+
+
+@app.task(name="maintenance.purge_alert_history")
+def purge_alert_history() -> int:
+    """Deletes alerts in the history past their retention."""
+    deleted = purge_expired_alerts(default_engine(), get_settings())
+    return _purged("alerts in the history", deleted)
 
 
 @app.task(name="maintenance.purge_rejected")

@@ -20,6 +20,7 @@ METRICS_DIR = os.environ.setdefault(
 shutil.rmtree(METRICS_DIR, ignore_errors=True)
 os.makedirs(METRICS_DIR)
 
+from celery.bootsteps import RUN  # noqa: E402
 from celery.signals import (  # noqa: E402
     task_failure,
     task_postrun,
@@ -27,23 +28,68 @@ from celery.signals import (  # noqa: E402
     task_retry,
     worker_init,
     worker_process_shutdown,
+    worker_ready,
+    worker_shutting_down,
 )
-from prometheus_client import CollectorRegistry, multiprocess, start_http_server  # noqa: E402
+from prometheus_client import CollectorRegistry, multiprocess  # noqa: E402
 
+import health  # noqa: E402
+from db.broker import broker_engine  # noqa: E402
+from tasks import metrics  # noqa: E402
 from tasks.celery_app import app  # noqa: E402
-from tasks.metrics import TASK_SECONDS, TASKS  # noqa: E402
+from tasks.metrics import TASK_LAST_SUCCESS, TASK_SECONDS, TASKS  # noqa: E402
 
 __all__ = ["app"]
 _started: dict[str, float] = {}
+
+
+# The worker's consumer (set when it has started) and an engine on the broker's database.
+_state: dict = {}
 
 
 @worker_init.connect
 def _serve_metrics(**_kwargs):
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    start_http_server(
-        _settings.worker_metrics_port, addr=_settings.http_bind_host, registry=registry
-    )
+    # CPU and memory of this main process and its pool, summed.
+    registry.register(health.ServiceProcesses(os.getpid))
+    # Every task's series exist from the start (at 0), so that rates and alerts see a
+    # first failure.
+    app.loader.import_default_modules()
+    for name in app.tasks:
+        if not name.startswith("celery."):
+            for outcome in ("succeeded", "failed", "retried"):
+                TASKS.labels(name, outcome).inc(0)
+    metrics.ROLLUP_INTERVAL.set(_settings.rollup_interval_seconds)
+    metrics.REJECTION_BURST_THRESHOLD.set(_settings.rejection_burst_threshold)
+    metrics.REJECTION_BURST_WINDOW.set(_settings.rejection_burst_window_seconds)
+    _state["broker"] = broker_engine("worker")
+    health.serve(_settings.worker_metrics_port, _settings.http_bind_host, ready, registry)
+
+
+@worker_ready.connect
+def _consumer_started(sender=None, **_kwargs):
+    _state["consumer"] = sender
+
+
+@worker_shutting_down.connect
+def _consumer_stopping(**_kwargs):
+    _state.pop("consumer", None)
+
+
+def ready() -> tuple[bool, dict]:
+    """Ready while the consumer runs, the pool has live processes and the broker answers:
+    then a task sent now is taken."""
+    consumer = _state.get("consumer")
+    running = consumer is not None and consumer.blueprint.state == RUN
+    processes = consumer.pool.num_processes if running else 0
+    broker = health.database(_state["broker"])
+    checks = {
+        "consumer": "running" if running else "not running",
+        "processes": processes,
+        "broker": broker,
+    }
+    return running and processes > 0 and broker == "ok", checks
 
 
 @worker_process_shutdown.connect
@@ -63,6 +109,7 @@ def _task_finished(task_id=None, task=None, state=None, **_kwargs):
         TASK_SECONDS.labels(task.name).observe(time.monotonic() - started)
     if state == "SUCCESS":
         TASKS.labels(task.name, "succeeded").inc()
+        TASK_LAST_SUCCESS.labels(task.name).set(time.time())
 
 
 @task_failure.connect

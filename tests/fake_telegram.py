@@ -19,6 +19,7 @@ class FakeTelegram:
         self.requests: list[tuple[float, int, dict]] = []  # (time, status, body)
         self.messages: list[dict] = []  # accepted sendMessage bodies
         self.script: list[tuple[int, dict]] = []  # next answers, in order
+        self.chats = {CHAT_ID}  # the chats the bot may write to
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -45,7 +46,7 @@ class FakeTelegram:
             return 401 if "sendMessage" in path else 404, error(401, "Unauthorized")
         if self.script:
             return self.script.pop(0)
-        if str(body.get("chat_id")) != CHAT_ID:
+        if str(body.get("chat_id")) not in self.chats:
             return 400, error(400, "Bad Request: chat not found")
         if not body.get("text"):
             return 400, error(400, "Bad Request: message text is empty")
@@ -53,7 +54,7 @@ class FakeTelegram:
         message = {
             "message_id": len(self.messages),
             "date": int(time.time()),
-            "chat": {"id": int(CHAT_ID), "type": "supergroup"},
+            "chat": {"id": int(body["chat_id"]), "type": "supergroup"},
             "text": body["text"],
         }
         return 200, {"ok": True, "result": message}

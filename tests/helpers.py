@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import requests
+
 from config import PROJECT_ROOT, Settings
 
 T = TypeVar("T")
@@ -67,3 +69,11 @@ def stack_ctl(*args: str) -> str:
         timeout=120,
     )
     return result.stdout + result.stderr
+
+
+def prometheus_query(base: str, expr: str) -> list[dict]:
+    """The result of an instant query to the Prometheus at `base` (http://host:port); the
+    test fails when Prometheus refuses the expression."""
+    answer = requests.get(f"{base}/api/v1/query", params={"query": expr}, timeout=10).json()
+    assert answer["status"] == "success", (expr, answer)
+    return answer["data"]["result"]

@@ -15,10 +15,13 @@ import orjson
 from flask import Blueprint, Flask, current_app, jsonify, request
 from flask.json.provider import JSONProvider
 from flask_smorest import Api, abort
+from prometheus_client import CollectorRegistry
 from swagger_ui_bundle import swagger_ui_path
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import HTTPException
+
+import health
 
 API_KEY_SCHEME = "ApiKeyAuth"
 ADMIN_KEY_SCHEME = "AdminKeyAuth"
@@ -139,18 +142,18 @@ def require_api_key(blueprint: Blueprint, config_key: str, *, optional: bool = F
     """Every request to the blueprint needs one of the keys in app.config[config_key] in
     X-API-Key (with `optional`, only when any key is configured). Called once where the
     blueprint is defined; each app sets its own keys."""
+    blueprint.before_request(lambda: check_api_key(config_key, optional=optional))
 
-    @blueprint.before_request
-    def check_api_key():
-        if optional and not current_app.config[config_key]:
-            return
-        given = request.headers.get("X-API-Key", "").encode()
-        # Compare with every key, so that timing does not tell which one came close.
-        matches = [
-            hmac.compare_digest(given, key.encode()) for key in current_app.config[config_key]
-        ]
-        if not any(matches):
-            abort(401, message="Missing or invalid X-API-Key header; send one of the API keys.")
+
+def check_api_key(config_key: str, *, optional: bool = False) -> None:
+    """Aborts with 401 unless X-API-Key holds one of app.config[config_key]."""
+    if optional and not current_app.config[config_key]:
+        return
+    given = request.headers.get("X-API-Key", "").encode()
+    # Compare with every key, so that timing does not tell which one came close.
+    matches = [hmac.compare_digest(given, key.encode()) for key in current_app.config[config_key]]
+    if not any(matches):
+        abort(401, message="Missing or invalid X-API-Key header; send one of the API keys.")
 
 
 def register_database(app: Flask, url: str, service: str) -> None:
@@ -175,12 +178,30 @@ def register_health(app: Flask, ready: Callable[[], tuple[bool, dict]]) -> None:
         return {"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503
 
 
+def _gunicorn_metrics_class():
+    from prometheus_client import generate_latest
+    from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+    # CPU and memory of gunicorn's master and all its workers (each worker's parent).
+    processes = CollectorRegistry()
+    processes.register(health.ServiceProcesses(os.getppid))
+
+    class GunicornMetrics(GunicornInternalPrometheusMetrics):
+        """The workers' metrics added up, and the whole service's process_* figures, which
+        multiprocess mode drops (it builds a registry of its own for every scrape)."""
+
+        def generate_metrics(self, accept_header=None, names=None):
+            # The text format: OpenMetrics would end before the appended families.
+            content, content_type = super().generate_metrics(None, names)
+            return content + generate_latest(processes).decode(), content_type
+
+    return GunicornMetrics
+
+
 def register_metrics(app: Flask, service: str):
     """/metrics; under gunicorn (PROMETHEUS_MULTIPROC_DIR set) the counts of all workers add up."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
-
-        metrics = GunicornInternalPrometheusMetrics(app, group_by="endpoint")
+        metrics = _gunicorn_metrics_class()(app, group_by="endpoint")
     else:
         from prometheus_flask_exporter import PrometheusMetrics
 

@@ -6,6 +6,7 @@ and must start empty: both happen here, in the master, before it forks.
 """
 
 import gc
+import logging
 import os
 import shutil
 import tempfile
@@ -25,6 +26,7 @@ def gunicorn_settings(service: str, app: str, port: int, workers: int) -> dict:
 
     def post_worker_init(worker):
         configure_logging(service)
+        logging.getLogger(service).info("worker started", extra={"pid": worker.pid})
         # What the app built at start-up lives as long as the worker: keeping it out of
         # the collector's scans spares each request the pauses of full collections.
         gc.freeze()

@@ -1,5 +1,6 @@
 """Every table the application owns; importing this registers them all on `Base.metadata`."""
 
+from db.models.alerts import AlertEvent, AlertRule, AlertState
 from db.models.catalog import Product
 from db.models.ingest import IngestChunk, ParkedTransaction
 from db.models.notifications import NotificationLog
@@ -25,6 +26,9 @@ from db.models.rollups import (
 from db.models.sales import RejectedTransaction, Transaction
 
 __all__ = [
+    "AlertEvent",
+    "AlertRule",
+    "AlertState",
     "IngestChunk",
     "NotificationLog",
     "OutboxEvent",

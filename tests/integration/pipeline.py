@@ -17,6 +17,7 @@ from pathlib import Path
 from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import Engine, text
 
+import health
 from config import PROJECT_ROOT, Settings
 from db.broker import QUEUES
 from db.session import make_engine
@@ -93,12 +94,18 @@ class Pipeline:
         self.engine = make_engine(self.database_url)
         self.client = create_app(self.settings).test_client()
         self.processes: dict[str, subprocess.Popen] = {}
+        # The port of each process's /metrics and /ready (health.py), by process name.
+        self.health_ports: dict[str, int] = {}
         self.restarts: dict[str, int] = {}
         self.lock = threading.Lock()
         self.keeper: threading.Thread | None = None
         self.closed = False
 
     # --- processes --------------------------------------------------------------------
+    def ready(self, name: str) -> bool:
+        """What the process's /ready says (health.py)."""
+        return health.ask(self.health_ports[name])[0]
+
     def command(self, name: str) -> list[str]:
         if name.startswith("processor"):
             return [sys.executable, "-m", "consumers.processor"]
@@ -127,12 +134,18 @@ class Pipeline:
             self.keeper = threading.Thread(target=self._restart_on_request, daemon=True)
             self.keeper.start()
 
+    def wait_ready(self, *names: str, timeout: float = 60) -> None:
+        """Until each process answers ready: a consumer holds its partitions, the worker
+        takes tasks, beat ticks (health.py)."""
+        for name in names:
+            wait_until(lambda n=name: self.ready(n), timeout=timeout, what=f"{name} ready")
+
     def _spawn(self, name: str) -> None:
-        env = self.env | {
-            "PROCESSOR_METRICS_PORT": str(free_port()),
-            "WORKER_METRICS_PORT": str(free_port()),
-            "NOTIFIER_METRICS_PORT": str(free_port()),
-        }
+        ports = {service: free_port() for service in ("processor", "worker", "notifier", "beat")}
+        env = self.env | {f"{s.upper()}_METRICS_PORT": str(port) for s, port in ports.items()}
+        for service, port in ports.items():
+            if name.startswith(service):
+                self.health_ports[name] = port
         log = open(self.folder / f"{name}.out", "ab")  # noqa: SIM115 (kept open by the child)
         self.processes[name] = subprocess.Popen(
             self.command(name),
@@ -187,6 +200,8 @@ class Pipeline:
         self.closed = True
         for name in list(self.processes):
             self.stop(name)
+        # Its producer would otherwise ask for the deleted topics for the rest of the run.
+        self.client.application.extensions["publisher"].close()
         self.engine.dispose()
         drop_database(self.admin_engine, self.db_name)
         admin = admin_client(self.settings)

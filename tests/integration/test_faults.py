@@ -201,14 +201,26 @@ def alerts_delivered(pipeline: Pipeline, stream: Stream, telegram: FakeTelegram)
     assert logged == len(stream.high_value)
 
 
-def kill_postgres(away: float = OUTAGE) -> None:
+def kill_postgres(away: float = OUTAGE, meanwhile=lambda: None) -> None:
     """SIGKILL to every PostgreSQL process of the stack (as a crash), kept away for `away`
-    seconds (long enough for every client to notice), then started again: it recovers
-    from its write-ahead log."""
+    seconds (long enough for every client to notice) while `meanwhile` runs, then started
+    again: it recovers from its write-ahead log."""
     subprocess.run(["pkill", "-KILL", "-u", "postgres"], check=True)
     stack_ctl("stop", "servers:postgres")  # the process manager would start it at once
-    time.sleep(away)
+    started = time.monotonic()
+    meanwhile()
+    time.sleep(max(0.0, away - (time.monotonic() - started)))
     stack_ctl("start", "servers:postgres")
+
+
+# What cannot work without PostgreSQL, and says so on /ready while it is away.
+DEPEND_ON_POSTGRES = ("processor", "worker", "beat")
+
+
+def not_ready_meanwhile(pipeline: Pipeline) -> None:
+    for name in DEPEND_ON_POSTGRES:
+        wait_until(lambda n=name: not pipeline.ready(n), timeout=OUTAGE - 1, interval=0.1,
+                   what=f"{name} not ready without PostgreSQL")  # fmt: skip
 
 
 def postgres_answers(pipeline: Pipeline) -> bool:
@@ -224,11 +236,13 @@ def test_postgres_killed_mid_stream(pipeline, telegram, capsys):
     sku = seed_product(pipeline)
     with stream_for(pipeline, sku, in_process) as stream:
         wait_until(lambda: stored_count(pipeline) > 1000, timeout=60, what="a first thousand")
-        kill_postgres()
+        kill_postgres(meanwhile=lambda: not_ready_meanwhile(pipeline))
         wait_until(lambda: postgres_answers(pipeline), timeout=60, what="PostgreSQL back")
         back = time.monotonic()
         time.sleep(STREAM_AFTER)
     wait_all_stored(pipeline, stream, back, "PostgreSQL killed", capsys)
+    for name in DEPEND_ON_POSTGRES:
+        wait_until(lambda n=name: pipeline.ready(n), timeout=30, what=f"{name} ready again")
     alerts_delivered(pipeline, stream, telegram)
     pipeline.wait_idle(timeout=60)
     beat_works_again(pipeline)

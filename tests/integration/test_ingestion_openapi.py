@@ -41,6 +41,7 @@ def ingestion_app(settings, module_database_url):
         )
     )
     yield app
+    app.extensions["publisher"].close()
     admin = admin_client(settings)
     admin.delete_topics([topic])
     admin.close()

@@ -5,10 +5,11 @@ import uuid
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import MemberToRemove
 from kafka.structs import OffsetAndMetadata
 
 from consumers.processor import Processor
-from consumers.watchdog import STALL_SECONDS
+from consumers.watchdog import STALL_SECONDS, UNASSIGNED_SECONDS
 from streams.topics import admin_client, wanted_topics
 from tests.helpers import wait_until
 
@@ -124,6 +125,43 @@ def test_a_processor_that_stops_fetching_leaves_for_a_restart(settings):
             watchdog.check(busy=False)
         # It left the group on the way out: its successor gets the partitions at once.
         assert admin.describe_groups([f"test-stall-{run}"])[f"test-stall-{run}"]["members"] == []
+    finally:
+        processor.consumer.close(autocommit=False)
+        processor.producer.close(timeout=5)
+        admin.delete_topics([topic])
+        admin.close()
+
+
+def test_a_processor_left_out_of_its_group_leaves_for_a_restart(settings):
+    """A member whose partitions were revoked and who never got back into its group (seen
+    under Compose: the group empty, the consumer still holding its old assignment, its
+    loop turning) exits, so that the process manager starts it again."""
+    run = uuid.uuid4().hex[:10]
+    topic, group = f"test-left-out-{run}", f"test-left-out-{run}"
+    admin = admin_client(settings)
+    admin.create_topics({topic: {"num_partitions": 2}}, wait_for_metadata=True)
+    processor = Processor(
+        settings.model_copy(update={"kafka_topic_transactions": topic, "processor_group": group})
+    )
+    try:
+        wait_until(
+            lambda: processor.consumer.poll(timeout_ms=100) == {} and processor.settled,
+            what="the partitions",
+        )
+        watchdog = processor.watchdog
+        long_ago = time.monotonic() - UNASSIGNED_SECONDS - 1
+        watchdog.unassigned_since = long_ago
+        watchdog.check(busy=False, settled=False)  # a rebalance under way, still a member
+        members = admin.describe_groups([group])[group]["members"]
+        assert len(members) == 1
+        # Out of the group (its next poll would rejoin; a stuck client never does).
+        admin.remove_group_members(group, [MemberToRemove(member_id=members[0]["member_id"])])
+        assert admin.describe_groups([group])[group]["members"] == []
+        assert processor.consumer.assignment()  # it still believes it holds them
+        watchdog.check(busy=False, settled=True)  # settled and holding: not this check's case
+        watchdog.unassigned_since = long_ago
+        with pytest.raises(SystemExit):
+            watchdog.check(busy=False, settled=False)
     finally:
         processor.consumer.close(autocommit=False)
         processor.producer.close(timeout=5)

@@ -89,7 +89,8 @@ def test_503_while_kafka_is_down_then_recovery(settings, topic):
 
     stack_ctl("stop", "servers:kafka")
     try:
-        for client in (running, create_app(app_settings).test_client()):  # warm and cold producer
+        cold = create_app(app_settings).test_client()
+        for client in (running, cold):  # warm and cold producer
             started = time.monotonic()
             answer = client.post("/api/v1/transactions", json=body(), headers=INGEST_KEY)
             elapsed = time.monotonic() - started
@@ -100,6 +101,7 @@ def test_503_while_kafka_is_down_then_recovery(settings, topic):
         assert running.get("/ready").status_code == 503
     finally:
         stack_ctl("start", "servers:kafka")
+    cold.application.extensions["publisher"].close()
     wait_until(lambda: kafka_answers(settings), timeout=90, what="Kafka to come back")
 
     # The producer and the consumer that lived through the outage do not sit out a long
@@ -125,4 +127,5 @@ def test_503_while_kafka_is_down_then_recovery(settings, topic):
     )
     keys = {record.key.decode() for record in consumer}
     consumer.close()
+    running.application.extensions["publisher"].close()
     assert {before["transaction_id"], after["transaction_id"]} <= keys

@@ -1,5 +1,7 @@
 """The schema comes from Alembic alone, kombu's broker tables included, and cannot drift."""
 
+from decimal import Decimal
+
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -145,5 +147,48 @@ def test_check_constraints_agree_with_the_models(database_url):
                 conn.execute(text("DROP TABLE probe"))
                 assert in_database == wanted, table
             conn.rollback()
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def low_sales_settings(monkeypatch):
+    """LOW_SALES_* set in the environment the migration runs in."""
+    from config import get_settings
+
+    monkeypatch.setenv("LOW_SALES_THRESHOLD", "250.50")
+    monkeypatch.setenv("LOW_SALES_WINDOW_MINUTES", "30")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_the_low_sales_settings_seed_one_rule_on_first_migration(
+    empty_database_url, low_sales_settings
+):
+    command.upgrade(alembic_config(empty_database_url), "head")
+    engine = create_engine(empty_database_url)
+    try:
+        with engine.connect() as conn:
+            rules = conn.execute(
+                text(
+                    "SELECT kind, product_id, category, threshold, window_minutes,"
+                    " cooldown_minutes, enabled, channels FROM alert_rules"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    # Once per window, to Telegram, over all sales: what the setting did before rules.
+    assert [tuple(r) for r in rules] == [
+        ("low_sales", None, None, Decimal("250.50"), 30, 30, True, [{"type": "telegram"}])
+    ]
+
+
+def test_without_a_low_sales_threshold_no_rule_is_seeded(database_url):
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM alert_rules")).scalar() == 0
     finally:
         engine.dispose()

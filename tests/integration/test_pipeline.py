@@ -18,6 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from config import PROJECT_ROOT
 from tests.helpers import wait_until
 from tests.integration.pipeline import ADMIN_KEY, Pipeline
+from web.notifications.app import create_app as create_notifications_app
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -30,11 +31,9 @@ def pipeline(settings, admin_engine, migrated_template, tmp_path_factory):
         migrated_template,
         tmp_path_factory.mktemp("pipeline"),
         rejection_burst_threshold=3,
-        # Far above what the tests sell: the low-sales check fires.
-        low_sales_threshold=Decimal("1000000000"),
-        low_sales_window_minutes=5,
     )
     p.start("worker", "beat", "processor")
+    p.wait_ready("worker", "beat", "processor")
     yield p
     p.close()
 
@@ -216,7 +215,10 @@ def test_a_message_that_is_not_a_transaction_is_rejected_with_its_bytes(pipeline
     assert rejection["transaction_id"] is None
 
 
-SCHEMA = json.loads((PROJECT_ROOT / "docs/events/notification.v1.schema.json").read_text())
+SCHEMAS = {
+    v: json.loads((PROJECT_ROOT / f"docs/events/notification.v{v}.schema.json").read_text())
+    for v in (1, 2)
+}
 
 
 def events_until(pipeline, found, timeout_ms: int = 30_000) -> dict[str, dict]:
@@ -232,7 +234,7 @@ def events_until(pipeline, found, timeout_ms: int = 30_000) -> dict[str, dict]:
     events = {}
     for record in consumer:
         event = json.loads(record.value)
-        jsonschema.validate(event, SCHEMA)
+        jsonschema.validate(event, SCHEMAS[event["schema_version"]])
         assert record.key.decode() == event["event_id"]
         events[event["event_id"]] = event
         if found(event):
@@ -282,9 +284,23 @@ def test_a_high_value_sale_raises_a_notification_event(pipeline):
     assert f"high_value_sale:{small['transaction_id']}" not in events
 
 
-def test_sales_below_the_threshold_raise_a_low_sales_event(pipeline):
-    # Beat checks every minute; the event id is the window's bucket, so look for the type.
-    events = events_until(pipeline, lambda e: e["type"] == "low_sales", 90_000)
+def test_a_low_sales_rule_raises_its_alert_through_beat_and_the_outbox(pipeline):
+    """A rule written over REST: beat evaluates it within a minute and the processor's
+    relay publishes its event."""
+    api = create_notifications_app(pipeline.settings).test_client()
+    answer = api.post(
+        "/api/v1/alert-rules",
+        json={
+            "name": "Far too quiet",
+            "kind": "low_sales",
+            "threshold": 1_000_000_000,
+            "window_minutes": 5,
+        },
+        headers=ADMIN_KEY,
+    )
+    assert answer.status_code == 201, answer.get_json()
+    rule_id = answer.get_json()["id"]
+    events = events_until(pipeline, lambda e: e.get("rule", {}).get("id") == rule_id, 90_000)
     low = list(events.values())[-1]
-    assert low["data"]["threshold"] == "1000000000"
-    assert Decimal(low["data"]["revenue"]) < Decimal("1000000000")
+    assert (low["type"], low["state"], low["threshold"]) == ("low_sales", "firing", "1000000000.00")
+    assert Decimal(low["value"]) < Decimal("1000000000")

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, event, text
 from config import PROJECT_ROOT
 from streams.topics import admin_client, ensure_topics, topic_configs, wanted_topics
 from tasks.upkeep import (
+    purge_expired_alerts,
     purge_final_notifications,
     purge_published_outbox,
     purge_replayed_rejections,
@@ -103,6 +104,22 @@ def rejected_rows(engine: Engine) -> list[Row]:
     return insert(engine, sql, rows)
 
 
+def alert_rows(engine: Engine) -> list[Row]:
+    """Alerts of every state raised at every age."""
+    rows = [
+        {"event_id": f"alert:{uuid.uuid4().hex}", "state": state, "occurred": age}
+        for _ in range(COPIES)
+        for state in ("firing", "resolved", "test")
+        for age in AGES
+    ]
+    sql = (
+        "INSERT INTO alert_events (event_id, rule_name, kind, state, window_start,"
+        f" window_end, payload, occurred_at) VALUES (:event_id, 'r', 'low_sales', :state,"
+        f" now(), now(), '{{}}', {hours_ago('occurred')}) RETURNING id"
+    )
+    return insert(engine, sql, rows)
+
+
 # The rules as the settings describe them, applied to what the test inserted.
 def outbox_expired(row: Row) -> bool:
     return row["published"] is not None and row["published"] > HOURS
@@ -110,6 +127,10 @@ def outbox_expired(row: Row) -> bool:
 
 def notification_expired(row: Row) -> bool:
     return row["status"] in ("sent", "suppressed", "failed") and row["created"] > HOURS
+
+
+def alert_expired(row: Row) -> bool:
+    return row["occurred"] > HOURS
 
 
 def rejected_expired(row: Row) -> bool:
@@ -120,6 +141,7 @@ CASES = {
     "outbox_events": (outbox_rows, purge_published_outbox, outbox_expired),
     "notification_log": (notification_rows, purge_final_notifications, notification_expired),
     "rejected_transactions": (rejected_rows, purge_replayed_rejections, rejected_expired),
+    "alert_events": (alert_rows, purge_expired_alerts, alert_expired),
 }
 
 
@@ -169,6 +191,7 @@ def test_purge_tasks_read_their_retention_from_the_settings(engine, database_url
         "outbox_events": "purge_outbox",
         "notification_log": "purge_notification_log",
         "rejected_transactions": "purge_rejected",
+        "alert_events": "purge_alert_history",
     }
     script = (
         "import json, tasks.upkeep as m;"
@@ -200,7 +223,7 @@ def test_beat_runs_every_purge_on_the_maintenance_queue():
 
     scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
     purges = {"maintenance.purge_outbox", "maintenance.purge_notification_log"}
-    purges.add("maintenance.purge_rejected")
+    purges |= {"maintenance.purge_rejected", "maintenance.purge_alert_history"}
     assert purges <= scheduled
     for name in purges:
         assert name in app.tasks, name

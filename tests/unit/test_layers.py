@@ -1,5 +1,5 @@
 """The packages import one way: bench on top; web, tasks and consumers (the processes)
-beside each other; streams (Kafka) under them; db at the bottom with config and logs.
+beside each other; streams (Kafka) under them; db at the bottom with config, logs and health.
 Read from the source with `ast`, so that a new import that breaks a rule fails here."""
 
 import ast
@@ -13,8 +13,9 @@ from config import PROJECT_ROOT
 PROCESSES = {"web", "tasks", "consumers"}
 # package: the project's packages it must never import
 FORBIDDEN = {
-    "config": {"db", "streams", "bench", "logs"} | PROCESSES,
-    "logs": {"db", "streams", "bench"} | PROCESSES,
+    "config": {"db", "streams", "bench", "logs", "health"} | PROCESSES,
+    "logs": {"db", "streams", "bench", "health"} | PROCESSES,
+    "health": {"db", "streams", "bench", "logs"} | PROCESSES,
     "db": {"streams", "bench"} | PROCESSES,
     "migrations": {"streams", "bench"} | PROCESSES,
     "streams": {"bench"} | PROCESSES,

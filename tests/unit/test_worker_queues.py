@@ -1,17 +1,13 @@
 """Every command that starts a worker listens on every queue the app routes a task to:
 the local stack's supervisord, Compose, and the test pipeline."""
 
-import configparser
-import shlex
-import subprocess
-import sys
-
 import pytest
 import yaml
 
 from config import PROJECT_ROOT
 from db.broker import QUEUES
 from tests.integration.pipeline import worker_command
+from tests.unit.test_two_ways import supervisord_command
 
 
 def routed_queues() -> set[str]:
@@ -31,21 +27,7 @@ def listened(command: list[str]) -> set[str]:
 
 
 def supervisord_worker() -> list[str]:
-    exports = subprocess.run(
-        [sys.executable, "stack/env.py"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    env = {}
-    for line in exports.splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
-        env[f"ENV_{name}"] = shlex.split(value)[0] if value else ""
-    env["ENV_VENV_ABS"] = str(PROJECT_ROOT / ".venv")
-    conf = configparser.RawConfigParser()
-    conf.read(PROJECT_ROOT / "stack/supervisord.conf")
-    return shlex.split(conf.get("program:worker", "command") % env)
+    return supervisord_command("worker")
 
 
 def compose_worker() -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+import health
 from config import Settings, get_settings
 from logs import configure_logging
 from web.analytics import admin, routes
@@ -45,14 +46,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_database(app, settings.database_url, SERVICE)
 
     def ready():
-        from sqlalchemy import text
-
-        try:
-            with app.extensions["db_engine"]().connect() as conn:
-                conn.execute(text("SELECT 1"))
-            return True, {"database": "ok"}
-        except Exception as exc:  # any failure to reach the database means not ready
-            return False, {"database": f"unreachable: {type(exc).__name__}"}
+        answer = health.database(app.extensions["db_engine"]())
+        return answer == "ok", {"database": answer}
 
     register_health(app, ready)
     register_metrics(app, SERVICE)

@@ -13,6 +13,8 @@ from kafka.errors import KafkaError
 from kafka.partitioner import Partitioner
 
 from config import Settings
+from streams import counts
+from streams.counts import PRODUCED
 from streams.messages import Outgoing
 from streams.topics import admin_client, client_options
 
@@ -55,6 +57,7 @@ class Publisher:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.topic = settings.kafka_topic_transactions
+        counts.declare(produces=(self.topic,))
         self.timeout = settings.collector_kafka_timeout_seconds
         self._producer: KafkaProducer | None = None
         self._admin: KafkaAdminClient | None = None
@@ -93,6 +96,7 @@ class Publisher:
         except KafkaError as exc:
             logger.warning("kafka write failed: %r", exc)
             raise KafkaUnavailable(str(exc)) from exc
+        PRODUCED.labels(self.topic).inc(len(messages))
 
     def ready(self) -> bool:
         """Asks the broker (the producer's cached metadata would say yes while it is down)."""
