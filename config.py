@@ -201,10 +201,12 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(2, ge=1, le=64)
     worker_metrics_port: Port = 9102
     unknown_product_window_seconds: float = Field(300.0, ge=0)
+    # The first alert rules, seeded on migration: high_value_sale (0015, when above 0),
+    # rejections (0015; Prometheus's RejectionsRising reads the same two), low_sales
+    # (0014, when above 0).
     high_value_threshold: Decimal = Field(Decimal("10000"), ge=0)
     rejection_burst_threshold: int = Field(100, ge=1)
     rejection_burst_window_seconds: float = Field(300.0, gt=0)
-    # Seed the first low_sales alert rule (migration 0014) when above 0.
     low_sales_threshold: Decimal = Field(Decimal("0"), ge=0)
     low_sales_window_minutes: int = Field(60, ge=1, le=10_080)
 

@@ -221,7 +221,11 @@ def _observed(event: dict[str, Any]) -> str:
             f" {compared['start']} to {compared['end']}; threshold {threshold}%)"
         )
     if kind == "high_value_sale":
-        lines = [f"{Decimal(value):.0f} sales at or above {money(threshold)}"]
+        more = event["reminder"] or event["state"] == "resolved"
+        lines = [
+            f"{Decimal(value):.0f} {'more ' if more else ''}sales at or above {money(threshold)}"
+            + (" since the last alert" if more else "")
+        ]
         lines += [
             f"  {money(s['total_amount'])}: {s['quantity']} x {s['product_id']}"
             f" ({s['transaction_id']}, {s['occurred_at']})"

@@ -23,6 +23,8 @@ class Check:
     value: Decimal | None
     window: tuple[datetime, datetime]
     details: dict[str, Any]
+    # Whether a reminder would say something new (a digest with no new sale would not).
+    news: bool = True
 
 
 def alert_event(rule, found: Check, state: str, at: datetime, *, reminder: bool) -> dict:

@@ -7,7 +7,9 @@ holding, and one `resolved` event when it stops. Each event is written to the hi
 The figures are read per window, not per rule: every rule over the same window (and
 every scope, since one query answers for all products and one for all categories) shares
 three report queries, so a thousand rules cost as many queries as they have distinct
-windows.
+windows. no_sales and high_value_sale go by when rows were stored, not when they were
+sold: a stalled pipeline is silence even while old sales trickle in, and a late sale is
+news when it arrives.
 """
 
 from __future__ import annotations
@@ -52,7 +54,10 @@ class Figures:
         self.zone = zone
         self._sales: dict[tuple[datetime, datetime], dict] = {}
         self._rejections: dict[datetime, int] = {}
-        self._high: dict[tuple[datetime, datetime], list] = {}
+        self._stored: dict[tuple[datetime, datetime], list] = {}
+        self._high: list | None = None
+        # (earliest start, lowest threshold) of the high_value_sale rules: set by evaluate.
+        self.high_value_floor: tuple[datetime, Decimal] | None = None
 
     def sales(self, start: datetime, end: datetime, rule) -> dict:
         """Revenue and transactions of the rule's scope in [start, end)."""
@@ -81,23 +86,51 @@ class Figures:
             ).scalar_one()
         return self._rejections[start]
 
-    def high_value_sales(self, start: datetime, end: datetime, minimum: Decimal) -> list:
-        """Sales at or above `minimum` in [start, end), largest first, with their
-        product's category. Read once per window at the lowest threshold asked for."""
-        key = (start, end)
-        if key not in self._high or self._high[key][0] > minimum:
-            rows = self.conn.execute(
+    def stored(self, start: datetime, end: datetime, rule) -> int:
+        """Transactions of the rule's scope stored in [start, end): by when they were
+        written, not when they were sold (no_sales is the pipeline-stalled signal)."""
+        if (start, end) not in self._stored:
+            self._stored[start, end] = self.conn.execute(
+                text(
+                    "SELECT t.product_id, p.category, count(*) AS n FROM transactions t"
+                    " JOIN products p USING (product_id)"
+                    " WHERE t.stored_at >= :start AND t.stored_at < :end"
+                    " GROUP BY t.product_id, p.category"
+                ),
+                {"start": start, "end": end},
+            ).all()
+        return sum(r.n for r in self._stored[start, end] if _in_scope(rule, r))
+
+    def high_value_sales(self, start: datetime, end: datetime, rule) -> list:
+        """The rule's sales at or above its threshold stored in [start, end), largest
+        first. One query for every high_value_sale rule: from the earliest start any of
+        them asks for, at the lowest threshold (`high_value_floor`)."""
+        if self._high is None:
+            since, minimum = self.high_value_floor
+            self._high = self.conn.execute(
                 text(
                     "SELECT t.transaction_id, t.product_id, p.category, t.quantity,"
-                    " t.total_amount, t.occurred_at FROM transactions t"
+                    " t.total_amount, t.occurred_at, t.stored_at FROM transactions t"
                     " JOIN products p USING (product_id)"
-                    " WHERE t.occurred_at >= :start AND t.occurred_at < :end"
+                    " WHERE t.stored_at >= :since AND t.stored_at < :end"
                     " AND t.total_amount >= :minimum ORDER BY t.total_amount DESC, t.id"
                 ),
-                {"start": start, "end": end, "minimum": minimum},
+                {"since": since, "end": end, "minimum": minimum},
             ).all()
-            self._high[key] = (minimum, rows)
-        return [r for r in self._high[key][1] if r.total_amount >= minimum]
+        return [
+            s
+            for s in self._high
+            if start <= s.stored_at < end
+            and s.total_amount >= rule["threshold"]
+            and _in_scope(rule, s)
+        ]
+
+
+def _in_scope(rule, row) -> bool:
+    return rule["product_id"] in (None, row.product_id) and rule["category"] in (
+        None,
+        row.category,
+    )
 
 
 def in_active_hours(active_hours: str | None, moment: datetime, zone: ZoneInfo) -> bool:
@@ -110,8 +143,10 @@ def in_active_hours(active_hours: str | None, moment: datetime, zone: ZoneInfo) 
     return first <= now < last if first < last else now >= first or now < last
 
 
-def check(rule, figures: Figures, end: datetime) -> Check:
-    """Whether the rule holds in the window that ends at `end`."""
+def check(rule, figures: Figures, end: datetime, listed_since: datetime | None = None) -> Check:
+    """Whether the rule holds in the window that ends at `end`. A high_value_sale rule's
+    digest lists the sales stored since `listed_since` (its last event, while it fires),
+    so that each sale is in one digest however long the rule keeps holding."""
     window = timedelta(minutes=rule["window_minutes"])
     start = end - window
     kind = rule["kind"]
@@ -148,11 +183,10 @@ def check(rule, figures: Figures, end: datetime) -> Check:
         )
     if kind == "no_sales":
         active = in_active_hours(rule["active_hours"], end, figures.zone)
-        sales = figures.sales(start, end, rule) if active else None
-        holds = active and sales["transactions"] == 0
+        stored = figures.stored(start, end, rule) if active else None
         return Check(
-            holds,
-            Decimal(sales["transactions"]) if sales else None,
+            active and stored == 0,
+            None if stored is None else Decimal(stored),
             (start, end),
             {"active_hours": rule["active_hours"], "inside_active_hours": active},
         )
@@ -160,11 +194,9 @@ def check(rule, figures: Figures, end: datetime) -> Check:
         rejected = figures.rejections(start)
         return Check(rejected > rule["threshold"], Decimal(rejected), (start, end), {})
     if kind == "high_value_sale":
-        sales = [
-            s
-            for s in figures.high_value_sales(start, end, rule["threshold"])
-            if rule["product_id"] in (None, s.product_id) and rule["category"] in (None, s.category)
-        ]
+        # Holds while the window has such sales; lists those not listed before.
+        new = figures.high_value_sales(min(start, listed_since or start), end, rule)
+        new = [s for s in new if listed_since is None or s.stored_at >= listed_since]
         digest = [
             {
                 "transaction_id": s.transaction_id,
@@ -173,9 +205,10 @@ def check(rule, figures: Figures, end: datetime) -> Check:
                 "total_amount": _text(s.total_amount),
                 "occurred_at": _iso(s.occurred_at),
             }
-            for s in sales[:DIGEST_SALES]
+            for s in new[:DIGEST_SALES]
         ]
-        return Check(bool(sales), Decimal(len(sales)), (start, end), {"sales": digest})
+        in_window = any(s.stored_at >= start for s in figures.high_value_sales(start, end, rule))
+        return Check(in_window, Decimal(len(new)), (start, end), {"sales": digest}, news=bool(new))
     raise ValueError(f"unknown rule kind {kind!r}")
 
 
@@ -207,7 +240,26 @@ def evaluate(engine: Engine, report_timezone: str, topic: str, now: datetime) ->
         zone = ZoneInfo(report_timezone)
         with snapshot(engine, report_timezone) as reports:
             figures = Figures(reports, reports.conn, zone)
-            checks = [(rule, check(rule, figures, end)) for rule in rules]
+            listed_since = {
+                r["id"]: states[r["id"]].last_event_at
+                for r in rules
+                if r["id"] in states and states[r["id"]].state == "firing"
+            }
+            high = [r for r in rules if r["kind"] == "high_value_sale"]
+            if high:
+                figures.high_value_floor = (
+                    min(
+                        min(
+                            end - timedelta(minutes=r["window_minutes"]),
+                            listed_since.get(r["id"], end),
+                        )
+                        for r in high
+                    ),
+                    min(r["threshold"] for r in high),
+                )
+            checks = [
+                (rule, check(rule, figures, end, listed_since.get(rule["id"]))) for rule in rules
+            ]
         events, new_states = [], []
         for rule, found in checks:
             state = states.get(rule["id"])
@@ -218,7 +270,11 @@ def evaluate(engine: Engine, report_timezone: str, topic: str, now: datetime) ->
                 events.append(alert_event(rule, found, "firing", end, reminder=False))
                 since = last_event_at = end
                 raised["firing"] += 1
-            elif found.holds and end - last_event_at >= timedelta(minutes=rule["cooldown_minutes"]):
+            elif (
+                found.holds
+                and found.news
+                and end - last_event_at >= timedelta(minutes=rule["cooldown_minutes"])
+            ):
                 events.append(alert_event(rule, found, "firing", end, reminder=True))
                 last_event_at = end
                 raised["reminders"] += 1

@@ -86,11 +86,6 @@ def create_celery() -> Celery:
                 "task": "rollups.rollup_sales",
                 "schedule": min(5.0, settings.rollup_interval_seconds),
             },
-            # tasks/alerts.py: raise a rejection_burst event when rejections pile up.
-            "check-rejection-burst": {
-                "task": "maintenance.check_rejection_burst",
-                "schedule": 30.0,
-            },
             # tasks/alert_rules.py: evaluate every enabled alert rule (the Notification
             # Service's); its events go through the outbox.
             "evaluate-alert-rules": {
@@ -119,7 +114,6 @@ def create_celery() -> Celery:
             "tasks.ingest",
             "tasks.rollups",
             "tasks.upkeep",
-            "tasks.alerts",
             "tasks.alert_rules",
         ],
     )

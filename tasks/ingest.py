@@ -31,7 +31,6 @@ from db.rejections import Rejection, insert_rejections, printable
 from db.session import default_engine, session_scope
 from streams.messages import PRODUCT, TRANSACTION, Message, decode
 from tasks.celery_app import app
-from tasks.events import add_to_outbox, high_value_sale
 from tasks.metrics import ACCEPTED_TO_STORED, PRODUCTS, REJECTIONS, TRANSACTIONS
 
 logger = logging.getLogger(__name__)
@@ -181,7 +180,7 @@ def store_transactions(
                 kafka_offset, content_hash)
             VALUES %s
             ON CONFLICT (transaction_id) DO NOTHING
-            RETURNING transaction_id, total_amount,
+            RETURNING transaction_id,
                 extract(epoch FROM clock_timestamp() - received_at)::float8
             """,
             rows,
@@ -190,16 +189,7 @@ def store_transactions(
         )
         stored = {r[0] for r in inserted}
         outcome.stored += len(stored)
-        outcome.latencies.extend(r[2] for r in inserted)
-        threshold = get_settings().high_value_threshold
-        add_to_outbox(
-            session,
-            [
-                high_value_sale(first[txid].body | {"total_amount": total}, threshold)
-                for txid, total, _ in inserted
-                if total >= threshold
-            ],
-        )
+        outcome.latencies.extend(r[1] for r in inserted)
         # Stored meanwhile by a concurrent run of the same or another chunk.
         raced = [first[r[0]] for r in rows if r[0] not in stored]
         _drop_known(session, raced, outcome)

@@ -56,6 +56,7 @@ class Transaction(Base):
         Index("ix_transactions_occurred_at", "occurred_at"),
         Index("ix_transactions_product_id_occurred_at", "product_id", "occurred_at"),
         Index("ix_transactions_ingest_xid", "ingest_xid"),
+        Index("ix_transactions_stored_at", "stored_at"),
     )
 
     # Internal, monotonic at insert: lets jobs walk the table in order.

@@ -85,15 +85,17 @@ class World:
             rows.append((f"t{self.n}", product, quantity, price, price * quantity, total, moment))
         return rows
 
-    def insert(self, rows: list[tuple], conn=None) -> None:
+    def insert(self, rows: list[tuple], conn=None, stored_at: datetime | None = None) -> None:
+        """Rows received and stored at their sale's time, or stored at `stored_at`."""
         values = [
-            (tid, pid, q, price, lst, total, ts, ts, 0, i, hashlib.sha256(tid.encode()).digest())
+            (tid, pid, q, price, lst, total, ts, ts, stored_at or ts, 0, i,
+             hashlib.sha256(tid.encode()).digest())
             for i, (tid, pid, q, price, lst, total, ts) in enumerate(rows)
-        ]
+        ]  # fmt: skip
         sql = (
             "INSERT INTO transactions (transaction_id, product_id, quantity, unit_price,"
-            " list_amount, total_amount, occurred_at, received_at, kafka_partition,"
-            " kafka_offset, content_hash)"
+            " list_amount, total_amount, occurred_at, received_at, stored_at,"
+            " kafka_partition, kafka_offset, content_hash)"
             " VALUES %s"
         )
         if conn is None:

@@ -31,16 +31,21 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def world(database_url):
     with sales_world(database_url) as w:
+        # These tests own every rule: none of those the settings seeded on migration.
+        with w.engine.begin() as conn:
+            conn.execute(text("DELETE FROM alert_rules"))
         w.api = create_app(
             example_settings(database_url=database_url, report_timezone=REPORT_ZONE)
         ).test_client()
         yield w
 
 
-def sale(world, product: str, at: datetime, total: str, quantity: int = 1) -> None:
+def sale(world, product: str, at: datetime, total: str, quantity: int = 1, stored_at=None) -> None:
+    """A sale made at `at`, stored then (or at `stored_at`)."""
     world.n += 1
     price = PRODUCTS[product][2]
-    world.insert([(f"a{world.n}", product, quantity, price, price * quantity, Decimal(total), at)])
+    row = (f"a{world.n}", product, quantity, price, price * quantity, Decimal(total), at)
+    world.insert([row], stored_at=stored_at)
 
 
 def rule(world, **fields) -> int:
@@ -180,7 +185,41 @@ def test_high_value_sales_come_as_one_digest_per_window(world):
     assert events[digest]["value"] == "4.00"
     # More of them inside the cooldown: no message per sale.
     sale(world, "p1", NOW + timedelta(minutes=1), "30000.00")
+    sale(world, "p1", NOW + timedelta(minutes=20), "11000.00")
     assert run(world, NOW + timedelta(minutes=2)) == []
+    # After it, the reminder lists those two, not the four already listed.
+    (reminder,) = run(world, NOW + timedelta(minutes=30))
+    assert reminder["reminder"] and reminder["value"] == "2.00"
+    assert [s["total_amount"] for s in reminder["details"]["sales"]] == ["30000.00", "11000.00"]
+    # Still in the window but nothing new: no reminder with nothing to say.
+    assert run(world, NOW + timedelta(minutes=61)) == []
+    # A window without any: resolved.
+    (resolved,) = run(world, NOW + timedelta(minutes=81))
+    assert resolved["state"] == "resolved" and resolved["value"] == "0.00"
+
+
+def test_a_high_value_sale_in_a_cooldown_longer_than_the_window_is_listed_on_resolving(world):
+    digest = rule(world, kind="high_value_sale", threshold=10000, window_minutes=5)
+    sale(world, "p4", NOW - timedelta(minutes=2), "10000.00")
+    assert [e["value"] for e in run(world, NOW)] == ["1.00"]
+    sale(world, "p4", NOW + timedelta(minutes=3), "10500.00")
+    assert run(world, NOW + timedelta(minutes=4)) == []  # in the cooldown
+    # Out of the window before the cooldown ends: the resolved event lists it.
+    (resolved,) = run(world, NOW + timedelta(minutes=9))
+    assert (resolved["rule"]["id"], resolved["state"], resolved["value"]) == (
+        digest,
+        "resolved",
+        "1.00",
+    )
+    assert [s["total_amount"] for s in resolved["details"]["sales"]] == ["10500.00"]
+
+
+def test_a_high_value_sale_stored_late_is_listed_by_when_it_was_stored(world):
+    """A sale of last week that arrives now is news now: digests go by stored_at."""
+    sale(world, "p1", NOW - timedelta(days=7), "20000.00", stored_at=NOW - timedelta(minutes=2))
+    digest = rule(world, kind="high_value_sale", threshold=10000)
+    (event,) = run(world, NOW)
+    assert event["rule"]["id"] == digest and event["value"] == "1.00"
 
 
 def test_no_sales_fires_only_inside_its_active_hours(world):
@@ -192,6 +231,16 @@ def test_no_sales_fires_only_inside_its_active_hours(world):
     events = by_rule(run(world, NOW))
     assert set(events) == {inside}
     assert events[inside]["value"] == "0.00"
+
+
+def test_no_sales_counts_what_was_stored_not_when_it_was_sold(world):
+    """The pipeline-stalled signal: a backlog of old sales stored now is not silence,
+    and sales of the window stored nowhere yet are."""
+    sale(world, "p0", NOW - timedelta(days=3), "3.00", stored_at=NOW - timedelta(minutes=5))
+    sale(world, "p2", NOW - timedelta(minutes=5), "3.00", stored_at=NOW + timedelta(hours=1))
+    rule(world, kind="no_sales", window_minutes=30, scope={"category": "cat0"})
+    silent = rule(world, kind="no_sales", window_minutes=30, scope={"product_id": "p2"})
+    assert set(by_rule(run(world, NOW))) == {silent}
 
 
 def test_rejections_above_the_threshold_fire(world):

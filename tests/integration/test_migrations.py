@@ -152,43 +152,61 @@ def test_check_constraints_agree_with_the_models(database_url):
 
 
 @pytest.fixture
-def low_sales_settings(monkeypatch):
-    """LOW_SALES_* set in the environment the migration runs in."""
+def rule_settings(monkeypatch):
+    """LOW_SALES_*, HIGH_VALUE_THRESHOLD and REJECTION_BURST_* set in the environment
+    the migrations run in."""
     from config import get_settings
 
     monkeypatch.setenv("LOW_SALES_THRESHOLD", "250.50")
     monkeypatch.setenv("LOW_SALES_WINDOW_MINUTES", "30")
+    monkeypatch.setenv("HIGH_VALUE_THRESHOLD", "4999.99")
+    monkeypatch.setenv("REJECTION_BURST_THRESHOLD", "7")
+    monkeypatch.setenv("REJECTION_BURST_WINDOW_SECONDS", "90")
     get_settings.cache_clear()
     yield
     monkeypatch.undo()
     get_settings.cache_clear()
 
 
-def test_the_low_sales_settings_seed_one_rule_on_first_migration(
-    empty_database_url, low_sales_settings
-):
-    command.upgrade(alembic_config(empty_database_url), "head")
-    engine = create_engine(empty_database_url)
+def seeded_rules(url: str) -> list[tuple]:
+    engine = create_engine(url)
     try:
         with engine.connect() as conn:
             rules = conn.execute(
                 text(
                     "SELECT kind, product_id, category, threshold, window_minutes,"
-                    " cooldown_minutes, enabled, channels FROM alert_rules"
+                    " cooldown_minutes, enabled, channels FROM alert_rules ORDER BY id"
                 )
             ).all()
     finally:
         engine.dispose()
-    # Once per window, to Telegram, over all sales: what the setting did before rules.
-    assert [tuple(r) for r in rules] == [
-        ("low_sales", None, None, Decimal("250.50"), 30, 30, True, [{"type": "telegram"}])
+    return [tuple(r) for r in rules]
+
+
+def test_the_alert_settings_seed_their_rules_on_first_migration(empty_database_url, rule_settings):
+    command.upgrade(alembic_config(empty_database_url), "head")
+    telegram = [{"type": "telegram"}]
+    # What each setting did before rules, over all sales and to Telegram: low sales once
+    # per window; high-value sales a digest per quarter hour (not a message per sale);
+    # rejections once per window, rounded up to whole minutes.
+    assert seeded_rules(empty_database_url) == [
+        ("low_sales", None, None, Decimal("250.50"), 30, 30, True, telegram),
+        ("high_value_sale", None, None, Decimal("4999.99"), 15, 15, True, telegram),
+        ("rejections", None, None, Decimal("7.00"), 2, 2, True, telegram),
     ]
 
 
-def test_without_a_low_sales_threshold_no_rule_is_seeded(database_url):
-    engine = create_engine(database_url)
+def test_with_thresholds_of_zero_no_low_sales_or_high_value_rule_is_seeded(
+    empty_database_url, monkeypatch
+):
+    from config import get_settings
+
+    monkeypatch.setenv("LOW_SALES_THRESHOLD", "0")
+    monkeypatch.setenv("HIGH_VALUE_THRESHOLD", "0")
+    get_settings.cache_clear()
     try:
-        with engine.connect() as conn:
-            assert conn.execute(text("SELECT count(*) FROM alert_rules")).scalar() == 0
+        command.upgrade(alembic_config(empty_database_url), "head")
     finally:
-        engine.dispose()
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert [r[0] for r in seeded_rules(empty_database_url)] == ["rejections"]

@@ -16,9 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import make_url, text
 
 from streams.topics import admin_client
-from tasks.events import event
 from tests.fake_telegram import CHAT_ID, TOKEN, chat_not_found, flood_control, outage
 from tests.helpers import free_port, wait_until
+from tests.helpers import v1_event as event
 from tests.integration.pipeline import Pipeline
 from tests.tcp_proxy import TcpProxy
 

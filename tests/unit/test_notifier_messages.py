@@ -22,8 +22,8 @@ from consumers.notifier import (
     storable,
 )
 from db.models import NotificationLog
-from tasks.events import event
 from tests.fake_telegram import TOKEN
+from tests.helpers import v1_event as event
 
 COLUMNS = NotificationLog.__table__.columns
 

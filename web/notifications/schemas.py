@@ -86,8 +86,9 @@ class RuleIn(Schema):
         metadata={
             "description": "low_sales: revenue in the window below threshold (no sales is"
             " zero). sales_drop: revenue fell by at least drop_percent against compare_to."
-            " high_value_sale: sales at or above threshold, one digest per window."
-            " no_sales: nothing sold in the window (optionally inside active_hours)."
+            " high_value_sale: sales at or above threshold stored, one digest of those"
+            " since the last alert (not a message per sale)."
+            " no_sales: nothing stored in the window (optionally inside active_hours)."
             " rejections: more than threshold rejected transactions in the window."
         },
     )
