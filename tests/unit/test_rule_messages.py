@@ -64,6 +64,15 @@ def test_every_kind_reads_in_words():
     assert "High-value sales, all sales" in message(high)
     assert "1 sales at or above 10,000.00" in message(high)
     assert "25,000.00: 2 x p1 (t9, 2026-12-03T09:30:00+00:00)" in message(high)
+    for state, reminder in (("firing", True), ("resolved", False)):
+        found = Check(state == "firing", Decimal(1), WINDOW, {"sales": sales})
+        later = alert(found, state, reminder, kind="high_value_sale", threshold=Decimal(10000),
+                      category=None)  # fmt: skip
+        assert "1 more sales at or above 10,000.00 since the last alert" in message(later)
+    quiet_stored = alert(Check(True, Decimal(0), WINDOW, {"active_hours": None,
+                                                          "inside_active_hours": True}),
+                         kind="no_sales", threshold=None)  # fmt: skip
+    assert "0 transactions stored" in message(quiet_stored)
     quiet = alert(Check(True, Decimal(0), WINDOW, {"active_hours": "09:00-21:00",
                                                    "inside_active_hours": True}),
                   kind="no_sales", threshold=None)  # fmt: skip
