@@ -72,6 +72,12 @@ def migrated_template(settings: Settings, admin_engine: Engine) -> Iterator[str]
     name = f"salesflow_test_template_{uuid.uuid4().hex[:8]}"
     create_database(admin_engine, name)
     command.upgrade(alembic_config(_database_url(settings, name)), "head")
+    # Without the alert rules the settings seeded: each test writes the rules it is about
+    # (test_migrations.py checks the seeding on databases of its own).
+    engine = create_engine(_database_url(settings, name))
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM alert_rules"))
+    engine.dispose()
     yield name
     drop_database(admin_engine, name)
 

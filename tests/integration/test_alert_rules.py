@@ -31,9 +31,6 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def world(database_url):
     with sales_world(database_url) as w:
-        # These tests own every rule: none of those the settings seeded on migration.
-        with w.engine.begin() as conn:
-            conn.execute(text("DELETE FROM alert_rules"))
         w.api = create_app(
             example_settings(database_url=database_url, report_timezone=REPORT_ZONE)
         ).test_client()
