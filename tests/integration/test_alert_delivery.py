@@ -96,7 +96,15 @@ def test_an_alert_reaches_each_channel_once_across_a_killed_notifier(pipeline, t
 
     webhook.script = [500] * 50  # down until told otherwise
     pipeline.start("notifier")
-    wait_until(lambda: len(webhook.requests) >= 2, timeout=60, what="the webhook tried twice")
+    # Both posts made and counted (the count follows each answer): the kill then falls in
+    # the backoff, not between a post and its count.
+    wait_until(
+        lambda: (
+            len(webhook.requests) >= 2 and deliveries(pipeline).get("webhook", ("", 0, ""))[1] >= 2
+        ),
+        timeout=60,
+        what="the webhook tried twice",
+    )
     assert len(telegram.messages) == 1
     pipeline.kill("notifier")  # while the webhook delivery is pending
     assert deliveries(pipeline)["webhook"][0] == "pending"
