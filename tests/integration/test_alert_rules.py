@@ -297,12 +297,16 @@ def test_the_history_lists_what_was_raised_filtered_and_paged(world):
     assert everything["next"] is None
     assert all(a["deliveries"] == [] for a in everything["items"])  # none delivered yet
 
-    page = world.api.get("/api/v1/alerts", query_string={"rule_id": quiet, "limit": 2})
+    page = world.api.get("/api/v1/alerts", query_string={"rule": quiet, "limit": 2})
     first = page.get_json()
     assert len(first["items"]) == 2 and first["next"] == first["items"][-1]["id"]
     rest = world.api.get(
-        "/api/v1/alerts", query_string={"rule_id": quiet, "limit": 2, "before": first["next"]}
+        "/api/v1/alerts", query_string={"rule": quiet, "limit": 2, "before": first["next"]}
     ).get_json()
+    by_rule_id = world.api.get("/api/v1/alerts", query_string={"rule_id": quiet}).get_json()
+    assert by_rule_id["items"] == first["items"] + rest["items"]
+    both = world.api.get("/api/v1/alerts", query_string={"rule": quiet, "rule_id": other})
+    assert both.status_code == 422 and "rule" in both.get_json()["errors"]["query"]
     assert [a["rule_id"] for a in first["items"] + rest["items"]] == [quiet] * 3
     assert rest["next"] is None
     only_tests = world.api.get("/api/v1/alerts", query_string={"state": "test"}).get_json()

@@ -251,8 +251,9 @@ class AlertsView(MethodView):
     def get(self, query):
         """The alerts raised, newest first, with their deliveries"""
         where = ["TRUE"]
+        query["rule"] = query.get("rule", query.get("rule_id"))
         for name, clause in (
-            ("rule_id", "rule_id = :rule_id"),
+            ("rule", "rule_id = :rule"),
             ("state", "state = :state"),
             ("from_", "occurred_at >= :from_"),
             ("to", "occurred_at < :to"),

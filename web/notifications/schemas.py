@@ -190,7 +190,20 @@ class TestResult(Schema):
 
 
 class AlertQuery(Schema):
-    rule_id = fields.Integer(validate=validate.Range(min=1, max=2**63 - 1))
+    rule = fields.Integer(
+        validate=validate.Range(min=1, max=2**63 - 1),
+        metadata={"description": "Only the alerts of this rule (its id)."},
+    )
+    rule_id = fields.Integer(
+        validate=validate.Range(min=1, max=2**63 - 1),
+        metadata={"description": "The same as `rule`."},
+    )
+
+    @validates_schema
+    def _one_rule(self, data, **kwargs):
+        if {"rule", "rule_id"} <= data.keys() and data["rule"] != data["rule_id"]:
+            raise ValidationError("give rule or rule_id, not two different ones", "rule")
+
     state = fields.String(validate=validate.OneOf(EVENT_STATES))
     from_ = fields.AwareDateTime(data_key="from", default_timezone=None)
     to = fields.AwareDateTime()
