@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC
 
 from flask import current_app, has_app_context
 from marshmallow import (
@@ -189,6 +190,20 @@ class TestResult(Schema):
     channels = fields.Integer(metadata={"description": "Channels the test message goes to."})
 
 
+class Instant(fields.AwareDateTime):
+    """An ISO 8601 date-time with its offset, as UTC (PostgreSQL takes offsets up to 15:59
+    only, and a moment in the first or last hours of the calendar may have no UTC time)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError(
+                f"{value!r} has no UTC time: give a time of years 1 to 9999"
+            ) from None
+
+
 class AlertQuery(Schema):
     rule = fields.Integer(
         validate=validate.Range(min=1, max=2**63 - 1),
@@ -205,8 +220,8 @@ class AlertQuery(Schema):
             raise ValidationError("give rule or rule_id, not two different ones", "rule")
 
     state = fields.String(validate=validate.OneOf(EVENT_STATES))
-    from_ = fields.AwareDateTime(data_key="from", default_timezone=None)
-    to = fields.AwareDateTime()
+    from_ = Instant(data_key="from")
+    to = Instant()
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     before = fields.Integer(
         validate=validate.Range(min=1, max=2**63 - 1),
