@@ -237,13 +237,20 @@ def test_sales_posted_to_the_collector_are_exactly_in_the_reports(system):
 def test_prometheus_inside_compose_scrapes_every_target_up(system):
     wanted = PYTHON_SERVICES | {"prometheus", "alertmanager", "postgres", "kafka", "processes"}
 
+    seen: dict[str, str] = {}
+
     def targets():
         reply = requests.get(system.url("prometheus", "/api/v1/targets"), timeout=10).json()
         active = reply["data"]["activeTargets"]
         services = {t["labels"]["service"]: t["health"] for t in active}
+        seen.clear()
+        seen.update({t["labels"]["service"]: t["lastError"] or t["health"] for t in active})
         return services if wanted <= set(services) and set(services.values()) == {"up"} else None
 
-    found = wait_until(targets, timeout=90, interval=2, what="every target up")
+    try:
+        found = wait_until(targets, timeout=90, interval=2, what="every target up")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the targets: {seen}") from None
     assert set(found) == wanted
     # The process exporter finds every component's processes in the host's table.
     resident = 'namedprocess_namegroup_memory_bytes{memtype="resident"} > 0'
