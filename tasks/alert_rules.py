@@ -48,7 +48,13 @@ SHIFTS = {
 class Figures:
     """The reports' figures per window, each window read once."""
 
-    def __init__(self, reports: Reports, conn: Connection, zone: ZoneInfo):
+    def __init__(
+        self,
+        reports: Reports,
+        conn: Connection,
+        zone: ZoneInfo,
+        high_value_floor: tuple[datetime, Decimal] | None = None,
+    ):
         self.reports = reports
         self.conn = conn
         self.zone = zone
@@ -56,8 +62,8 @@ class Figures:
         self._rejections: dict[datetime, int] = {}
         self._stored: dict[tuple[datetime, datetime], list] = {}
         self._high: list | None = None
-        # (earliest start, lowest threshold) of the high_value_sale rules: set by evaluate.
-        self.high_value_floor: tuple[datetime, Decimal] | None = None
+        # (earliest start, lowest threshold) of the high_value_sale rules.
+        self.high_value_floor = high_value_floor
 
     def sales(self, start: datetime, end: datetime, rule) -> dict:
         """Revenue and transactions of the rule's scope in [start, end)."""
@@ -195,8 +201,7 @@ def check(rule, figures: Figures, end: datetime, listed_since: datetime | None =
         return Check(rejected > rule["threshold"], Decimal(rejected), (start, end), {})
     if kind == "high_value_sale":
         # Holds while the window has such sales; lists those not listed before.
-        new = figures.high_value_sales(min(start, listed_since or start), end, rule)
-        new = [s for s in new if listed_since is None or s.stored_at >= listed_since]
+        new = figures.high_value_sales(listed_since or start, end, rule)
         digest = [
             {
                 "transaction_id": s.transaction_id,
@@ -207,9 +212,23 @@ def check(rule, figures: Figures, end: datetime, listed_since: datetime | None =
             }
             for s in new[:DIGEST_SALES]
         ]
-        in_window = any(s.stored_at >= start for s in figures.high_value_sales(start, end, rule))
+        in_window = bool(figures.high_value_sales(start, end, rule))
         return Check(in_window, Decimal(len(new)), (start, end), {"sales": digest}, news=bool(new))
     raise ValueError(f"unknown rule kind {kind!r}")
+
+
+def _high_value_floor(
+    rules, listed_since: dict[int, datetime], end: datetime
+) -> tuple[datetime, Decimal] | None:
+    """The earliest time and the lowest threshold any high_value_sale rule reads (its
+    window, or its sales since its last alert): one query then serves them all."""
+    starts, thresholds = [], []
+    for rule in rules:
+        if rule["kind"] == "high_value_sale":
+            start = end - timedelta(minutes=rule["window_minutes"])
+            starts.append(min(start, listed_since.get(rule["id"], start)))
+            thresholds.append(rule["threshold"])
+    return (min(starts), min(thresholds)) if starts else None
 
 
 def _text(value: Decimal) -> str:
@@ -239,24 +258,14 @@ def evaluate(engine: Engine, report_timezone: str, topic: str, now: datetime) ->
         }
         zone = ZoneInfo(report_timezone)
         with snapshot(engine, report_timezone) as reports:
-            figures = Figures(reports, reports.conn, zone)
             listed_since = {
                 r["id"]: states[r["id"]].last_event_at
                 for r in rules
                 if r["id"] in states and states[r["id"]].state == "firing"
             }
-            high = [r for r in rules if r["kind"] == "high_value_sale"]
-            if high:
-                figures.high_value_floor = (
-                    min(
-                        min(
-                            end - timedelta(minutes=r["window_minutes"]),
-                            listed_since.get(r["id"], end),
-                        )
-                        for r in high
-                    ),
-                    min(r["threshold"] for r in high),
-                )
+            figures = Figures(
+                reports, reports.conn, zone, _high_value_floor(rules, listed_since, end)
+            )
             checks = [
                 (rule, check(rule, figures, end, listed_since.get(rule["id"]))) for rule in rules
             ]
