@@ -178,6 +178,16 @@ def register_health(app: Flask, ready: Callable[[], tuple[bool, dict]]) -> None:
         return {"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503
 
 
+def database_ready(app: Flask) -> Callable[[], tuple[bool, dict]]:
+    """A readiness check for register_health: ready while the app's database answers."""
+
+    def ready():
+        answer = health.database(app.extensions["db_engine"]())
+        return answer == "ok", {"database": answer}
+
+    return ready
+
+
 def _gunicorn_metrics_class():
     from prometheus_client import generate_latest
     from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics

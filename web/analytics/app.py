@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Flask
 
-import health
 from config import Settings, get_settings
 from logs import configure_logging
 from web.analytics import admin, routes
@@ -12,6 +11,7 @@ from web.common import (
     ADMIN_KEY_SCHEME,
     ANALYTICS_KEY_SCHEME,
     create_api,
+    database_ready,
     register_database,
     register_health,
     register_metrics,
@@ -44,12 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         api.register_blueprint(routes.blp)
         api.register_blueprint(admin.blp)
     register_database(app, settings.database_url, SERVICE)
-
-    def ready():
-        answer = health.database(app.extensions["db_engine"]())
-        return answer == "ok", {"database": answer}
-
-    register_health(app, ready)
+    register_health(app, database_ready(app))
     register_metrics(app, SERVICE)
     return app
 
