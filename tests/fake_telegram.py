@@ -41,6 +41,15 @@ class FakeTelegram:
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    @property
+    def settings(self) -> dict[str, str]:
+        """The notifier's settings that point it at this bot and its chat."""
+        return {
+            "telegram_bot_token": TOKEN,
+            "telegram_chat_id": CHAT_ID,
+            "telegram_api_url": self.url,
+        }
+
     def answer(self, path: str, body: dict) -> tuple[int, dict]:
         if path != f"/bot{TOKEN}/sendMessage":
             return 401 if "sendMessage" in path else 404, error(401, "Unauthorized")

@@ -16,7 +16,6 @@ from kafka import KafkaProducer
 from sqlalchemy import text
 
 from tasks.alert_rules import evaluate
-from tests.fake_telegram import CHAT_ID, TOKEN
 from tests.helpers import example_settings, wait_until
 from tests.integration.pipeline import Pipeline
 from tests.webhook_receiver import WebhookReceiver
@@ -41,9 +40,7 @@ def pipeline(settings, admin_engine, migrated_template, tmp_path, telegram):
         admin_engine,
         migrated_template,
         tmp_path,
-        telegram_bot_token=TOKEN,
-        telegram_chat_id=CHAT_ID,
-        telegram_api_url=telegram.url,
+        **telegram.settings,
     )
     yield p
     p.close()

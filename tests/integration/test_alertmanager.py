@@ -13,7 +13,6 @@ import pytest
 import requests
 
 from config import PROJECT_ROOT
-from tests.fake_telegram import CHAT_ID, TOKEN
 from tests.helpers import free_port, wait_until
 from tests.integration.pipeline import Pipeline
 from web.notifications.app import create_app
@@ -23,7 +22,7 @@ from web.notifications.app import create_app
 def notifier(settings, admin_engine, migrated_template, tmp_path, telegram):
     p = Pipeline(
         settings, admin_engine, migrated_template, tmp_path,
-        telegram_bot_token=TOKEN, telegram_chat_id=CHAT_ID, telegram_api_url=telegram.url,
+        **telegram.settings,
     )  # fmt: skip
     p.start("notifier")
     wait_until(lambda: p.ready("notifier"), timeout=60, what="the notifier ready")

@@ -20,7 +20,7 @@ import requests
 from sqlalchemy import text
 
 from tasks.alert_rules import evaluate
-from tests.fake_telegram import CHAT_ID, TOKEN, FakeTelegram
+from tests.fake_telegram import FakeTelegram
 from tests.helpers import free_port, stack_ctl, wait_until
 from tests.integration.pipeline import ADMIN_KEY, INGEST_KEY, Pipeline
 from web.notifications.app import create_app as create_notifications_app
@@ -108,9 +108,7 @@ def pipeline(settings, admin_engine, migrated_template, tmp_path, telegram):
         processor_chunk_timeout_seconds=60.0,
         collector_port=free_port(),
         collector_workers=1,
-        telegram_bot_token=TOKEN,
-        telegram_chat_id=CHAT_ID,
-        telegram_api_url=telegram.url,
+        **telegram.settings,
         # Beat's rollup every 5 s: a sign that beat works again after an outage.
         rollup_interval_seconds=5.0,
     )

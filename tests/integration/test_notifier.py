@@ -30,9 +30,7 @@ def notifier(settings, admin_engine, migrated_template, tmp_path, telegram):
         admin_engine,
         migrated_template,
         tmp_path,
-        telegram_bot_token=TOKEN,
-        telegram_chat_id=CHAT_ID,
-        telegram_api_url=telegram.url,
+        **telegram.settings,
         notify_min_severity="warning",
     )
     yield p
@@ -305,9 +303,7 @@ def test_the_notifier_waits_for_the_database_and_skips_nothing(
         admin_engine,
         migrated_template,
         tmp_path,
-        telegram_bot_token=TOKEN,
-        telegram_chat_id=CHAT_ID,
-        telegram_api_url=telegram.url,
+        **telegram.settings,
     )
     # The notifier reaches PostgreSQL through the relay; the test reads it directly.
     pipeline.env["DATABASE_URL"] = (
