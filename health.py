@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -98,12 +99,21 @@ class ServiceProcesses(Collector):
         yield GaugeMetricFamily("process_count", "Processes of the service", alive)
 
 
+# A readiness probe connects to PostgreSQL from the metrics thread. A process forked
+# meanwhile (a Celery worker's pool child) would inherit the locks libpq's OpenSSL holds
+# at that moment and hang in its own first connect, for ever: forks wait for the probe.
+_PROBING = threading.Lock()
+os.register_at_fork(
+    before=_PROBING.acquire, after_in_parent=_PROBING.release, after_in_child=_PROBING.release
+)
+
+
 def database(engine) -> str:
     """ "ok" when the engine's database answers a query, else why not (for a check)."""
     from sqlalchemy import text
 
     try:
-        with engine.connect() as conn:
+        with _PROBING, engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         return "ok"
     except Exception as exc:  # any failure to reach the database means not ready

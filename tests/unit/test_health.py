@@ -1,7 +1,11 @@
 """health.py: /ready says what the service's own check says, /metrics stays beside it,
-and a loop that stopped turning is not ready."""
+a loop that stopped turning is not ready, and a fork waits for a database probe."""
 
+import contextlib
+import os
+import threading
 import time
+import types
 
 import pytest
 import requests
@@ -82,3 +86,29 @@ def test_service_processes_sums_the_main_process_and_its_children():
         for child in children:
             child.kill()
             child.wait()
+
+
+def test_a_fork_waits_for_a_database_probe_in_progress():
+    """A Celery pool child forked while the metrics thread's probe is inside libpq would
+    inherit OpenSSL's locks held, and hang in its first connect: the fork waits."""
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowEngine:
+        @contextlib.contextmanager
+        def connect(self):
+            entered.set()
+            release.wait(10)
+            yield types.SimpleNamespace(execute=lambda _sql: None)
+
+    probe = threading.Thread(target=health.database, args=(SlowEngine(),))
+    probe.start()
+    assert entered.wait(5)
+    threading.Timer(0.5, release.set).start()
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    waited = time.monotonic() - started
+    os.waitpid(pid, 0)
+    probe.join(5)
+    assert waited >= 0.4, f"forked {waited:.2f} s after, while the probe was in progress"
