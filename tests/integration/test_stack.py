@@ -152,6 +152,22 @@ def test_postgres_figures_come_from_its_exporter(settings):
     assert exported and abs(float(exported.group(1)) - size) <= 0.1 * size
 
 
+def test_postgres_exporter_answers_while_sessions_hold_temporary_tables(settings):
+    """Every worker session keeps its own temporary `incoming_transactions`: two of them
+    must not become two series with the same labels, which fails the whole scrape."""
+    url = f"http://127.0.0.1:{settings.postgres_exporter_port}/metrics"
+    engine = create_engine(settings.database_url)
+    with engine.connect() as first, engine.connect() as second:
+        for conn in (first, second):
+            conn.execute(text("CREATE TEMP TABLE exporter_probe (n int)"))
+            conn.commit()
+        answer = requests.get(url, timeout=10)
+    engine.dispose()
+    assert answer.status_code == 200, answer.text[:500]
+    assert "exporter_probe" not in answer.text
+    assert re.search(r'^pg_table_live_rows{\S*table_name="transactions"\S*} ', answer.text, re.M)
+
+
 def test_kafka_counts_each_topics_messages_and_its_own_cpu_and_memory(settings):
     """The JMX exporter agent in the broker: messages in per topic, exactly as many as
     were produced to a new topic, and the broker JVM's own CPU and memory."""
