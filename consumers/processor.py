@@ -1,5 +1,6 @@
 """The processor: reads the transactions topic (group `processor`, manual commits) and
-hands the messages to Celery workers in chunks, one task per poll.
+hands the records to Celery workers in chunks of at most PROCESSOR_CHUNK_SIZE items (a
+format-2 record's `items` header says how many it carries; a record is never split).
 
 Kafka stays the source of truth until rows are stored. Every chunk is recorded in
 `ingest_chunks` before its task is sent; the worker marks it finished in the same
@@ -40,7 +41,7 @@ from db.rejections import Rejection, insert_rejections
 from db.session import default_engine
 from logs import configure_logging
 from streams import commits, counts, topics
-from streams.messages import Message, chunk_item, kind_of
+from streams.messages import Message, chunk_item, items_in, items_of
 from streams.topics import client_options
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,17 @@ DATABASE_ERRORS = (
     sqlalchemy.exc.InterfaceError,
     kombu.exceptions.OperationalError,
 )
+
+
+def records_for_chunk(records: list, limit: int) -> int:
+    """How many of the first records make a chunk: as many as hold at most `limit` items
+    (by their `items` header), and at least one."""
+    total = 0
+    for count, record in enumerate(records):
+        total += items_in(record.headers)
+        if count and total > limit:
+            return count
+    return len(records)
 
 
 @dataclass
@@ -172,8 +184,10 @@ class Processor:
             produces=(settings.kafka_topic_notifications,),
             consumes=(settings.kafka_topic_transactions,),
         )
-        # Records read from Kafka whose chunk could not be recorded yet (database down).
+        # Records read from Kafka not in a chunk yet: waiting for room among the chunks in
+        # flight, or for the database to record their chunk.
         self.backlog: list = []
+        self.records_per_poll = settings.processor_chunk_size
         self.database_down_since: float | None = None
         # When the database last came back (chunks started before then are sent again).
         self.database_back_at = 0.0
@@ -191,7 +205,7 @@ class Processor:
     def _step(self) -> None:
         began = time.monotonic()
         self._flow_control()
-        batch = self.consumer.poll(timeout_ms=100)
+        batch = self.consumer.poll(timeout_ms=100, max_records=self.records_per_poll)
         polled = time.monotonic()
         counts.consumed(batch)
         records = [r for rs in batch.values() for r in rs]
@@ -200,10 +214,16 @@ class Processor:
             self.watchdog.read()
             # (Paused partitions fetch nothing, but a rebalance resumes what it assigns.)
             self.backlog.extend(records)
-        if self.backlog:
-            chunk = self._new_chunk(self.backlog)
-            self.backlog = []
-            self._send(chunk)
+        room = self.settings.processor_max_inflight_chunks - len(self.tracker.chunks)
+        while self.backlog and room > 0:
+            room -= 1
+            count = records_for_chunk(self.backlog, self.settings.processor_chunk_size)
+            self._send(self._new_chunk(self.backlog[:count]))
+            # The next poll asks for about as many records as fill a chunk, so that a poll
+            # of format-2 records does not bring many chunks' worth.
+            items = sum(items_in(r.headers) for r in self.backlog[:count])
+            self.records_per_poll = max(1, self.settings.processor_chunk_size * count // items)
+            del self.backlog[:count]
             HANDOFF_SECONDS.observe(time.monotonic() - polled)
         self._check_chunks()
         self._relay()
@@ -250,7 +270,7 @@ class Processor:
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
             last[tp] = max(last.get(tp, -1), r.offset)
-            items.append(chunk_item(r.topic, r.partition, r.offset, kind_of(r.headers), r.value))
+            items.append(chunk_item(r.topic, r.partition, r.offset, r.headers, r.value))
         chunk = Chunk(uuid.uuid4(), items, last)
         with self.engine.begin() as conn:
             conn.execute(
@@ -385,10 +405,18 @@ class Processor:
         (raw bytes kept, replayable), so that the partitions move on past it."""
         error = error or f"a worker started it {attempts} times and never finished it"
         details = {"chunk_id": str(chunk.chunk_id), "attempts": attempts, "error": error}
-        messages = [Message.from_item(item) for item in chunk.items]
+        messages = [m for item in chunk.items for m in items_of(Message.from_item(item))]
         rejections = [
             Rejection(
-                m.raw, "chunk_failed", "storage", m.kind, m.topic, m.partition, m.offset, details
+                m.payload(),
+                "chunk_failed",
+                "storage",
+                m.kind,
+                m.topic,
+                m.partition,
+                m.offset,
+                details,
+                item=m.item,
             )
             for m in messages
         ]

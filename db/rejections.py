@@ -37,6 +37,7 @@ class Rejection:
     offset: int
     details: dict[str, Any] = field(default_factory=dict)
     received_at: Any = None
+    item: int = 0  # its index in a format-2 record (0 for a record of one item)
 
 
 def printable(value: str, limit: int = TEXT_LIMIT) -> str:
@@ -75,7 +76,8 @@ def claimed_id(raw: bytes) -> str | None:
 
 
 def insert_rejections(cursor, rejections: list[Rejection]) -> None:
-    """Records rejections once per Kafka message (a chunk processed again changes nothing)."""
+    """Records rejections once per item of a Kafka record (a chunk processed again changes
+    nothing)."""
     if not rejections:
         return
     rows = [
@@ -89,6 +91,7 @@ def insert_rejections(cursor, rejections: list[Rejection]) -> None:
             r.topic,
             r.partition,
             r.offset,
+            r.item,
             r.received_at if isinstance(r.received_at, datetime) else None,
         )
         for r in rejections
@@ -97,7 +100,7 @@ def insert_rejections(cursor, rejections: list[Rejection]) -> None:
         cursor,
         """
         INSERT INTO rejected_transactions (transaction_id, raw_payload, reason, details, stage,
-            kind, kafka_topic, kafka_partition, kafka_offset, received_at)
+            kind, kafka_topic, kafka_partition, kafka_offset, kafka_item, received_at)
         VALUES %s
         ON CONFLICT ON CONSTRAINT uq_rejected_transactions_source DO NOTHING
         """,

@@ -31,7 +31,7 @@ from config import get_settings
 from db.broker import STORE_CHUNK
 from db.rejections import Rejection, insert_rejections, printable
 from db.session import default_engine, session_scope
-from streams.messages import PRODUCT, TRANSACTION, Message, decode
+from streams.messages import PRODUCT, TRANSACTION, Message, decode, items_of
 from tasks.celery_app import app
 from tasks.metrics import ACCEPTED_TO_STORED, PRODUCTS, REJECTIONS, TRANSACTIONS
 
@@ -58,7 +58,7 @@ class Outcome:
         self.rejected += 1
         self.rejections.append(
             Rejection(
-                m.raw,
+                m.payload(),
                 reason,
                 stage,
                 m.kind,
@@ -67,6 +67,7 @@ class Outcome:
                 m.offset,
                 details or {},
                 received_at=(m.body or {}).get("received_at"),
+                item=m.item,
             )
         )
 
@@ -119,7 +120,11 @@ def store_transactions(
         elif seen.content_hash == m.content_hash:
             outcome.duplicates += 1
         else:
-            outcome.reject(m, "duplicate_conflict", {"conflicts_with_offset": seen.offset})
+            outcome.reject(
+                m,
+                "duplicate_conflict",
+                {"conflicts_with_offset": seen.offset, "conflicts_with_item": seen.item},
+            )
     candidates = _drop_known(session, list(first.values()), outcome)
 
     product_ids = sorted({m.body["product_id"] for m in candidates})
@@ -161,6 +166,7 @@ def store_transactions(
                 b["received_at"],
                 m.partition,
                 m.offset,
+                m.item,
                 m.content_hash,
             )
         )
@@ -190,13 +196,13 @@ INCOMING = """
         transaction_id text, product_id text, quantity integer, unit_price numeric,
         list_amount numeric, total_amount numeric, occurred_at timestamptz,
         received_at timestamptz, kafka_partition integer, kafka_offset bigint,
-        content_hash bytea
+        kafka_item integer, content_hash bytea
     ) ON COMMIT DELETE ROWS;
     DELETE FROM incoming_transactions
 """
 COLUMNS = (
     "transaction_id, product_id, quantity, unit_price, list_amount, total_amount,"
-    " occurred_at, received_at, kafka_partition, kafka_offset, content_hash"
+    " occurred_at, received_at, kafka_partition, kafka_offset, kafka_item, content_hash"
 )
 
 
@@ -251,11 +257,12 @@ def _park(session: Session, messages: list[Message], until: datetime) -> None:
         (
             m.body["transaction_id"],
             m.body["product_id"],
-            Json(orjson.loads(m.raw)),
+            Json(orjson.loads(m.payload())),
             m.content_hash,
             m.topic,
             m.partition,
             m.offset,
+            m.item,
             until,
         )
         for m in messages
@@ -265,7 +272,7 @@ def _park(session: Session, messages: list[Message], until: datetime) -> None:
         cursor,
         """
         INSERT INTO parked_transactions (transaction_id, product_id, message, content_hash,
-            kafka_topic, kafka_partition, kafka_offset, expires_at)
+            kafka_topic, kafka_partition, kafka_offset, kafka_item, expires_at)
         VALUES %s ON CONFLICT (transaction_id) DO NOTHING
         """,
         rows,
@@ -314,14 +321,14 @@ def take_parked(
             DELETE FROM parked_transactions WHERE transaction_id IN (
                 SELECT transaction_id FROM parked_transactions WHERE {where}
                 ORDER BY transaction_id FOR UPDATE SKIP LOCKED LIMIT 10000)
-            RETURNING message, kafka_topic, kafka_partition, kafka_offset
+            RETURNING message, kafka_topic, kafka_partition, kafka_offset, kafka_item
             """
         ),
         {"ids": product_ids, "before": expired_before},
     ).all()
     messages = []
-    for body, topic, partition, offset in rows:
-        m = Message(topic, partition, offset, TRANSACTION, orjson.dumps(body))
+    for body, topic, partition, offset, item in rows:
+        m = Message(topic, partition, offset, TRANSACTION, orjson.dumps(body), item=item)
         decode(m)
         messages.append(m)
     return messages
@@ -424,7 +431,7 @@ def _note_attempt(chunk_id: uuid.UUID, *, error: BaseException | None = None) ->
 @app.task(name=STORE_CHUNK)
 def store_chunk(chunk_id: str, items: list[list]) -> dict:
     """Stores one chunk and marks it finished, in one database transaction."""
-    messages = [Message.from_item(item) for item in items]
+    messages = [m for item in items for m in items_of(Message.from_item(item))]
     chunk = uuid.UUID(chunk_id)
     _note_attempt(chunk)
     try:
@@ -444,7 +451,7 @@ def store_chunk(chunk_id: str, items: list[list]) -> dict:
                 ),
                 {
                     "chunk_id": chunk,
-                    "messages": len(messages),
+                    "messages": len(items),
                     "stored": outcome.stored,
                     "duplicates": outcome.duplicates,
                     "rejected": outcome.rejected,
@@ -459,7 +466,8 @@ def store_chunk(chunk_id: str, items: list[list]) -> dict:
         "chunk stored",
         extra={
             "chunk_id": chunk_id,
-            "messages": len(messages),
+            "records": len(items),
+            "items": len(messages),
             "stored": outcome.stored,
             "duplicates": outcome.duplicates,
             "rejected": outcome.rejected,

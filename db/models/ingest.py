@@ -59,5 +59,6 @@ class ParkedTransaction(Base):
     kafka_topic: Mapped[str] = mapped_column(String(249))
     kafka_partition: Mapped[int] = mapped_column(Integer)
     kafka_offset: Mapped[int] = mapped_column(BigInteger)
+    kafka_item: Mapped[int] = mapped_column(Integer, server_default="0")
     parked_at: Mapped[CreatedAt]
     expires_at: Mapped[Timestamp]

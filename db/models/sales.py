@@ -81,6 +81,8 @@ class Transaction(Base):
     stored_at: Mapped[CreatedAt]
     kafka_partition: Mapped[int] = mapped_column(Integer)
     kafka_offset: Mapped[int] = mapped_column(BigInteger)
+    # Its index among its record's items (0 for a record of one item).
+    kafka_item: Mapped[int] = mapped_column(Integer, server_default="0")
     # The id of the database transaction that stored the row (pg_current_xact_id()). Every
     # row of a transaction older than the oldest one still running is final, so the
     # rollup job takes rows by this id, never missing one committed late.
@@ -99,9 +101,13 @@ class RejectedTransaction(Base):
     __table_args__ = (
         CheckConstraint("stage IN ('processor', 'storage')", name="stage_known"),
         CheckConstraint("status IN ('open', 'replayed')", name="status_known"),
-        # A Kafka message is rejected once, however often its chunk is processed.
+        # An item of a Kafka record is rejected once, however often its chunk is processed.
         UniqueConstraint(
-            "kafka_topic", "kafka_partition", "kafka_offset", name="uq_rejected_transactions_source"
+            "kafka_topic",
+            "kafka_partition",
+            "kafka_offset",
+            "kafka_item",
+            name="uq_rejected_transactions_source",
         ),
         Index("ix_rejected_transactions_reason_rejected_at", "reason", "rejected_at"),
         Index("ix_rejected_transactions_transaction_id", "transaction_id"),
@@ -119,7 +125,8 @@ class RejectedTransaction(Base):
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     # As sent, when it could be read; it may not be a valid identifier.
     transaction_id: Mapped[str | None] = mapped_column(Text)
-    # The message bytes as they came off Kafka: may not even be valid JSON or UTF-8.
+    # The record's bytes as they came off Kafka (may not even be valid JSON or UTF-8); for
+    # an item of a format-2 record, the format-1 record it would have been.
     raw_payload: Mapped[bytes] = mapped_column(LargeBinary)
     reason: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
@@ -129,6 +136,7 @@ class RejectedTransaction(Base):
     kafka_topic: Mapped[str] = mapped_column(String(249))
     kafka_partition: Mapped[int] = mapped_column(Integer)
     kafka_offset: Mapped[int] = mapped_column(BigInteger)
+    kafka_item: Mapped[int] = mapped_column(Integer, server_default="0")
     received_at: Mapped[Timestamp | None]
     rejected_at: Mapped[CreatedAt]
     status: Mapped[str] = mapped_column(String(16), server_default="open")

@@ -4,7 +4,7 @@ import uuid
 
 from kafka import TopicPartition
 
-from consumers.processor import Chunk, Tracker
+from consumers.processor import Chunk, Tracker, records_for_chunk
 
 P0, P1 = TopicPartition("t", 0), TopicPartition("t", 1)
 
@@ -73,3 +73,17 @@ def test_revoked_partitions_are_forgotten():
     tracker.add(a)
     tracker.forget({P0})
     assert tracker.chunks == {} and tracker.committable() == ({}, [])
+
+
+class Record:
+    def __init__(self, items: int | None):
+        self.headers = [] if items is None else [("format", b"2"), ("items", str(items).encode())]
+
+
+def test_a_chunk_holds_at_most_the_chunk_size_in_items_and_never_splits_a_record():
+    assert records_for_chunk([Record(None)] * 5, 3) == 3
+    assert records_for_chunk([Record(400), Record(600), Record(1)], 1000) == 2
+    assert records_for_chunk([Record(400), Record(601), Record(1)], 1000) == 1
+    # A record bigger than a chunk goes alone.
+    assert records_for_chunk([Record(5000), Record(1)], 1000) == 1
+    assert records_for_chunk([Record(2), Record(None)], 1000) == 2

@@ -15,7 +15,7 @@ from kafka.partitioner import Partitioner
 from config import Settings
 from streams import counts
 from streams.counts import PRODUCED
-from streams.messages import Outgoing
+from streams.messages import KEY, Outgoing, batch_records
 from streams.topics import admin_client, client_options
 
 logger = logging.getLogger(__name__)
@@ -23,6 +23,11 @@ logger = logging.getLogger(__name__)
 
 class KafkaUnavailable(Exception):
     """Kafka did not take the write in time; nothing is known to be lost, the client retries."""
+
+
+def partition_of(key: bytes, partitions: list[int]) -> int:
+    """The partition of a key among the topic's sorted partitions."""
+    return partitions[zlib.crc32(key) % len(partitions)]
 
 
 class Crc32Partitioner(Partitioner):
@@ -34,7 +39,7 @@ class Crc32Partitioner(Partitioner):
         partitions = sorted(cluster.partitions_for_topic(topic))
         if serialized_key is None:
             return random.choice(list(cluster.available_partitions_for_topic(topic)) or partitions)
-        return partitions[zlib.crc32(serialized_key) % len(partitions)]
+        return partition_of(serialized_key, partitions)
 
 
 def write_options() -> dict:
@@ -81,13 +86,38 @@ class Publisher:
                     raise KafkaUnavailable(f"cannot connect to Kafka: {exc}") from exc
             return self._producer
 
+    def publish_batch(self, kind: str, items: list[dict], received_at) -> None:
+        """The items as format-2 records, one or more per partition, each item in the
+        partition its own key gives; returns once every record is acknowledged."""
+        try:
+            partitions = sorted(self.producer().partitions_for(self.topic))
+        except KafkaError as exc:
+            raise KafkaUnavailable(str(exc)) from exc
+        by_partition: dict[int, list[dict]] = {}
+        key = KEY[kind]
+        for item in items:
+            by_partition.setdefault(partition_of(item[key].encode(), partitions), []).append(item)
+        self.publish(
+            [
+                record
+                for partition, group in by_partition.items()
+                for record in batch_records(kind, group, received_at, partition)
+            ]
+        )
+
     def publish(self, messages: list[Outgoing]) -> None:
         """Returns once every message is acknowledged; raises KafkaUnavailable otherwise."""
         deadline = time.monotonic() + self.timeout
         producer = self.producer()
         try:
             futures = [
-                producer.send(self.topic, key=m.key, value=m.value, headers=m.headers)
+                producer.send(
+                    self.topic,
+                    key=m.key,
+                    value=m.value,
+                    headers=m.headers,
+                    partition=m.partition,
+                )
                 for m in messages
             ]
             producer.flush(timeout=max(0.0, deadline - time.monotonic()))

@@ -10,7 +10,7 @@ from flask_smorest import abort
 from marshmallow import Schema, ValidationError
 from prometheus_client import Counter
 
-from streams.messages import Outgoing, product_message, transaction_message
+from streams.messages import PRODUCT, TRANSACTION, single_record
 from web.common import (
     API_KEY_SCHEME,
     ApiBlueprint,
@@ -41,7 +41,7 @@ require_api_key(blp, "INGEST_API_KEYS")
 
 ITEMS = Counter("collector_items_total", "Items received, by kind and outcome", ["kind", "outcome"])
 # Every series exists from the start (at 0), so that rates and alerts see its first change.
-for _kind in ("transaction", "product"):
+for _kind in (TRANSACTION, PRODUCT):
     for _outcome in ("accepted", "invalid", "unavailable"):
         ITEMS.labels(_kind, _outcome).inc(0)
 
@@ -52,17 +52,24 @@ UNAVAILABLE = {
 }
 
 
-def publish(messages: list[Outgoing], kind: str) -> None:
+def publish(kind: str, items: list[dict], *, batch: bool) -> None:
+    """Writes the items (a batch's as format-2 records, a single one as format 1) and
+    returns once Kafka acknowledged them; answers 503 otherwise."""
+    publisher = current_app.extensions["publisher"]
+    received_at = datetime.now(UTC)
     try:
-        current_app.extensions["publisher"].publish(messages)
+        if batch:
+            publisher.publish_batch(kind, items, received_at)
+        else:
+            publisher.publish([single_record(kind, item, received_at) for item in items])
     except KafkaUnavailable:
-        ITEMS.labels(kind, "unavailable").inc(len(messages))
+        ITEMS.labels(kind, "unavailable").inc(len(items))
         abort(
             503,
             message="Kafka is not accepting writes right now; retry the same request later.",
             headers={"Retry-After": "5"},
         )
-    ITEMS.labels(kind, "accepted").inc(len(messages))
+    ITEMS.labels(kind, "accepted").inc(len(items))
 
 
 def validate_batch(key: str, schema: Schema) -> tuple[list[dict], list[dict]]:
@@ -86,11 +93,10 @@ def validate_batch(key: str, schema: Schema) -> tuple[list[dict], list[dict]]:
     return valid, rejected
 
 
-def answer_batch(kind: str, valid: list[dict], rejected: list[dict], to_message) -> tuple:
+def answer_batch(kind: str, valid: list[dict], rejected: list[dict]) -> tuple:
     ITEMS.labels(kind, "invalid").inc(len(rejected))
     if valid:
-        now = datetime.now(UTC)
-        publish([to_message(item, now) for item in valid], kind)
+        publish(kind, valid, batch=True)
     answer = {"accepted": len(valid), "rejected": rejected}
     if valid:
         return answer, 202
@@ -110,7 +116,7 @@ class Transactions(MethodView):
     @blp.alt_response(503, description=UNAVAILABLE["description"])
     def post(self, item):
         """Send one transaction"""
-        publish([transaction_message(item, datetime.now(UTC))], "transaction")
+        publish(TRANSACTION, [item], batch=False)
         return {"accepted": 1}
 
 
@@ -139,7 +145,7 @@ class TransactionBatch(MethodView):
     def post(self):
         """Send up to COLLECTOR_BATCH_MAX_ITEMS transactions"""
         valid, rejected = validate_batch("transactions", TransactionSchema())
-        return answer_batch("transaction", valid, rejected, transaction_message)
+        return answer_batch(TRANSACTION, valid, rejected)
 
 
 @blp.route("/products")
@@ -150,7 +156,7 @@ class Products(MethodView):
     @blp.alt_response(503, description=UNAVAILABLE["description"])
     def post(self, item):
         """Create or update one product"""
-        publish([product_message(item, datetime.now(UTC))], "product")
+        publish(PRODUCT, [item], batch=False)
         return {"accepted": 1}
 
 
@@ -167,4 +173,4 @@ class ProductBatch(MethodView):
     def post(self):
         """Create or update up to COLLECTOR_BATCH_MAX_ITEMS products"""
         valid, rejected = validate_batch("products", ProductSchema())
-        return answer_batch("product", valid, rejected, product_message)
+        return answer_batch(PRODUCT, valid, rejected)
