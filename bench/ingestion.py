@@ -1,7 +1,10 @@
 """Ingestion benchmark: how many transactions per second the running system accepts and
 stores, next to two ceilings measured in the same run on the same machine: kafka-python's
 producer alone writing the same messages, and PostgreSQL alone taking the same rows by COPY
-into a copy of the transactions table (same indexes). Prints a Markdown table.
+into a copy of the transactions table (same indexes). Prints a Markdown table and writes
+the figures to bench/results/ingest.json, with each Python service's peak resident memory
+during the run (its processes summed, children included, as Prometheus's `processes` job
+sees them).
 
     make bench-ingest                                   # 8 users, batches of 1,000, 20 s
     .venv/bin/python bench/ingestion.py --users 4 --seconds 30 --batch 500
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import subprocess
 import sys
@@ -37,6 +41,25 @@ from streams.topics import admin_client, client_options
 from web.ingestion.publisher import partition_of, write_options
 
 BIN = Path(sys.executable).parent
+RESULTS = PROJECT_ROOT / "bench" / "results" / "ingest.json"
+PYTHON_SERVICES = ("collector", "processor", "worker", "beat", "analytics", "notifications")
+
+
+def peak_rss_mb(settings, seconds: float) -> dict[str, float]:
+    """Each Python service's largest resident memory over the last `seconds`."""
+    window = max(int(seconds), 30)
+    query = f'max_over_time(namedprocess_namegroup_memory_bytes{{memtype="resident"}}[{window}s])'
+    answer = requests.get(
+        f"http://127.0.0.1:{settings.prometheus_port}/api/v1/query",
+        params={"query": query},
+        timeout=10,
+    )
+    answer.raise_for_status()
+    found = {
+        r["metric"]["groupname"]: round(float(r["value"][1]) / 2**20, 1)
+        for r in answer.json()["data"]["result"]
+    }
+    return {name: found[name] for name in PYTHON_SERVICES if name in found}
 
 
 def accepted_so_far(settings) -> int:
@@ -222,8 +245,25 @@ def main(argv: list[str] | None = None) -> int:
     accepted, start, taking = load(args, settings, products, run)
     stored_at = wait_stored(engine, run, after_id, accepted, timeout=600)
     end_to_end = accepted / (stored_at - start)
+    rss = peak_rss_mb(settings, time.monotonic() - start + 15)
     kafka = kafka_ceiling(settings, products, seconds=10)
     postgres = postgres_ceiling(engine, products, rows=max(accepted, 100_000))
+    figures = {
+        "transactions": accepted,
+        "users": args.users,
+        "batch": args.batch,
+        "accepted_per_s": round(taking),
+        "end_to_end_per_s": round(end_to_end),
+        "ceiling_producer_per_s": round(kafka),
+        "ceiling_copy_per_s": round(postgres),
+        "accepted_ratio_to_producer": round(taking / kafka, 3),
+        "end_to_end_ratio_to_copy": round(end_to_end / postgres, 3),
+        "rss_mb": rss,
+        "cpus": os.cpu_count(),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
 
     print("| figure | transactions/s | ceiling measured in the same run | share |")
     print("|---|---|---|---|")
@@ -237,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
         "load began) "
         f"| {end_to_end:,.0f} | PostgreSQL COPY alone, same table and indexes: {postgres:,.0f} "
         f"| {end_to_end / postgres:.0%} |"
+    )
+    print(
+        "\npeak resident memory (MB): "
+        + ", ".join(f"{name} {mb:,.0f}" for name, mb in rss.items())
+        + f"\nwritten to {RESULTS.relative_to(PROJECT_ROOT)}"
     )
     return 0
 

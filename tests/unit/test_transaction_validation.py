@@ -215,3 +215,29 @@ def test_the_worker_rules_refuse_with_value_error_only(body):
         rules.transaction(body, received)
     except ValueError as exc:
         assert str(exc)
+
+
+def outcome(check, body):
+    try:
+        return check(body)
+    except (ValueError, ValidationError):
+        return "refused"
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    field=st.sampled_from([*VALID, "name", "category", "price", "x"]),
+    value=JSON_VALUES
+    | st.sampled_from(["", " a", "a\n", "1e3", "0.001", "2026-01-01T00:00", 5, 2.5, "a" * 201]),
+    drop=st.booleans(),
+)
+def test_a_batch_items_rules_and_the_schema_agree_on_every_item(field, value, drop):
+    """The collector checks batch items by the rules directly and falls back to the
+    schema for its messages: both must take, and normalise, exactly the same items."""
+    body = {k: v for k, v in ({**VALID, field: value}).items() if not (drop and k == field)}
+    now = datetime.now(UTC)
+    direct = outcome(lambda b: rules.transaction(b, now), body)
+    assert direct == outcome(TransactionSchema().load, body)
+    product = {"product_id": "p", "name": "n", "category": "c", "price": "1"}
+    product = {k: v for k, v in (product | {field: value}).items() if not (drop and k == field)}
+    assert outcome(rules.product, product) == outcome(ProductSchema().load, product)

@@ -10,6 +10,7 @@ from flask_smorest import abort
 from marshmallow import Schema, ValidationError
 from prometheus_client import Counter
 
+from db import rules
 from streams.messages import PRODUCT, TRANSACTION, single_record
 from web.common import (
     API_KEY_SCHEME,
@@ -72,8 +73,12 @@ def publish(kind: str, items: list[dict], *, batch: bool) -> None:
     ITEMS.labels(kind, "accepted").inc(len(items))
 
 
-def validate_batch(key: str, schema: Schema) -> tuple[list[dict], list[dict]]:
-    """Splits a batch into valid items and per-item errors (valid ones go on regardless)."""
+def validate_batch(key: str, schema: Schema, check) -> tuple[list[dict], list[dict]]:
+    """Splits a batch into valid items and per-item errors (valid ones go on regardless).
+
+    Each item is checked by `check`, the rules of `db/rules.py` the schema's fields apply,
+    called directly (a quarter of the schema's cost per item); only an item they refuse
+    goes through the schema, which names every wrong field in the API's words."""
     body = parse_json_body(request.get_data())
     if not isinstance(body, dict) or set(body) != {key} or not isinstance(body[key], list):
         abort(422, message=f'The body must be {{"{key}": [...]}} with nothing else.')
@@ -84,7 +89,14 @@ def validate_batch(key: str, schema: Schema) -> tuple[list[dict], list[dict]]:
     if not items:
         abort(422, message=f'"{key}" is empty; send at least one item.')
     valid, rejected = [], []
+    now = datetime.now(UTC)
     for index, item in enumerate(items):
+        if isinstance(item, dict):
+            try:
+                valid.append(check(item, now))
+                continue
+            except ValueError:
+                pass
         try:
             valid.append(schema.load(item))
         except ValidationError as exc:
@@ -144,7 +156,7 @@ class TransactionBatch(MethodView):
     @blp.alt_response(503, description=UNAVAILABLE["description"])
     def post(self):
         """Send up to COLLECTOR_BATCH_MAX_ITEMS transactions"""
-        valid, rejected = validate_batch("transactions", TransactionSchema())
+        valid, rejected = validate_batch("transactions", TransactionSchema(), rules.transaction)
         return answer_batch(TRANSACTION, valid, rejected)
 
 
@@ -172,5 +184,7 @@ class ProductBatch(MethodView):
     @blp.alt_response(503, description=UNAVAILABLE["description"])
     def post(self):
         """Create or update up to COLLECTOR_BATCH_MAX_ITEMS products"""
-        valid, rejected = validate_batch("products", ProductSchema())
+        valid, rejected = validate_batch(
+            "products", ProductSchema(), lambda item, _now: rules.product(item)
+        )
         return answer_batch(PRODUCT, valid, rejected)
