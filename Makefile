@@ -35,7 +35,7 @@ bench: ## benchmark the analytics API on a generated history (10 million rows by
 bench-alerts: ## one evaluation of 1,000 alert rules against beat's one-minute interval
 	@stack/up.sh >/dev/null && $(VENV)/bin/python bench/alert_rules.py $(ARGS)
 
-bench-ingest: ## load the running system with Locust: transactions accepted and stored per second
+bench-ingest: ## load the running system (Locust, wrk): accepted, stored, single endpoint, latency; writes bench/results/
 	@stack/up.sh >/dev/null && $(VENV)/bin/python bench/ingestion.py $(ARGS)
 
 compose-up: ## the system as containers: install Docker when missing, build the images, start and wait

@@ -1,10 +1,12 @@
 """Ingestion benchmark: how many transactions per second the running system accepts and
 stores, next to two ceilings measured in the same run on the same machine: kafka-python's
-producer alone writing the same messages, and PostgreSQL alone taking the same rows by COPY
-into a copy of the transactions table (same indexes). Prints a Markdown table and writes
-the figures to bench/results/ingest.json, with each Python service's peak resident memory
-during the run (its processes summed, children included, as Prometheus's `processes` job
-sees them).
+producer alone writing the same records, and PostgreSQL alone taking the same rows by COPY
+into a copy of the transactions table (same indexes). In the same run: the
+single-transaction endpoint under wrk (requests per second, p50 and p99), the
+accepted→stored latency at a steady 1,000 transactions per second (from the rows' own
+times), and each Python service's peak resident memory (its processes summed, children
+included, as Prometheus's `processes` job sees them). Prints a Markdown table and writes
+bench/results/ingest.json, ingest.md and ingest.png (throughput and latency over the run).
 
     make bench-ingest                                   # 8 users, batches of 1,000, 20 s
     .venv/bin/python bench/ingestion.py --users 4 --seconds 30 --batch 500
@@ -42,6 +44,8 @@ from web.ingestion.publisher import partition_of, write_options
 
 BIN = Path(sys.executable).parent
 RESULTS = PROJECT_ROOT / "bench" / "results" / "ingest.json"
+TABLE = RESULTS.with_suffix(".md")
+PLOT = RESULTS.with_suffix(".png")
 PYTHON_SERVICES = ("collector", "processor", "worker", "beat", "analytics", "notifications")
 
 
@@ -76,16 +80,20 @@ def accepted_so_far(settings) -> int:
     raise SystemExit("the collector exposes no collector_items_total: is it running?")
 
 
-def load(args, settings, products: list[str], run: str) -> tuple[int, float, float]:
-    """Runs Locust against the collector for the given time, watching the collector's
-    count four times a second. Returns the transactions accepted, the last moment before
-    the first of them, and the rate at which they came (between the first look that saw
-    some and the first look that saw all)."""
+def load(
+    settings, products: list[str], run: str, *, users: int, batch: int, seconds: int, rate=None
+) -> tuple[int, float, float]:
+    """Runs Locust against the collector for the given time (each user as fast as it is
+    answered, or `rate` requests per second), watching the collector's count four times a
+    second. Returns the transactions accepted, the last moment before the first of them,
+    and the rate at which they came (between the first look that saw some and the first
+    look that saw all)."""
     env = os.environ | {
         "BENCH_RUN": run,
-        "BENCH_BATCH": str(args.batch),
+        "BENCH_BATCH": str(batch),
         "BENCH_PRODUCTS": ",".join(products),
         "BENCH_API_KEY": settings.ingest_api_keys[0],
+        "BENCH_RATE": str(rate or ""),
     }
     before = accepted_so_far(settings)
     looked = time.monotonic()
@@ -99,11 +107,11 @@ def load(args, settings, products: list[str], run: str) -> tuple[int, float, flo
             "--headless",
             "--only-summary",
             "--users",
-            str(args.users),
+            str(users),
             "--spawn-rate",
-            str(args.users),
+            str(users),
             "--run-time",
-            f"{args.seconds}s",
+            f"{seconds}s",
             "--stop-timeout",
             "30",
             "--host",
@@ -152,6 +160,117 @@ def wait_stored(engine, run: str, after_id: int, expected: int, timeout: float) 
     if stored != expected:
         raise SystemExit(f"{stored} stored for {expected} accepted: see the collector's log")
     return time.monotonic()
+
+
+def plot(engine, run: str, after_id: int, path: Path) -> None:
+    """Throughput and latency over the run, second by second, from the stored rows' own
+    times: transactions accepted (received_at) and stored (stored_at) per second, and the
+    accepted→stored p50 and p99 of the transactions stored in each second."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                """
+                WITH run AS (
+                    SELECT received_at, stored_at FROM transactions
+                    WHERE id > :id AND transaction_id LIKE :p),
+                t0 AS (SELECT min(received_at) AS t0 FROM run),
+                accepted AS (
+                    SELECT floor(extract(epoch FROM received_at - t0))::int AS s, count(*) AS n
+                    FROM run, t0 GROUP BY 1),
+                stored AS (
+                    SELECT floor(extract(epoch FROM stored_at - t0))::int AS s, count(*) AS n,
+                        percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP
+                            (ORDER BY extract(epoch FROM stored_at - received_at)) AS q
+                    FROM run, t0 GROUP BY 1)
+                SELECT s, coalesce(a.n, 0), coalesce(st.n, 0), st.q
+                FROM accepted a FULL JOIN stored st USING (s) ORDER BY s
+                """
+            ),
+            {"id": after_id, "p": f"{run}-%"},
+        ).all()
+    seconds = [r[0] for r in rows]
+    figure, (rate, latency) = pyplot.subplots(2, 1, sharex=True, figsize=(9, 6))
+    rate.plot(seconds, [r[1] for r in rows], label="accepted by the collector")
+    rate.plot(seconds, [r[2] for r in rows], label="stored")
+    rate.set_ylabel("transactions per second")
+    rate.legend()
+    stored = [r for r in rows if r[3]]
+    latency.plot([r[0] for r in stored], [r[3][0] for r in stored], label="p50")
+    latency.plot([r[0] for r in stored], [r[3][1] for r in stored], label="p99")
+    latency.set_ylabel("accepted → stored, s")
+    latency.set_xlabel("seconds since the first transaction was accepted")
+    latency.legend()
+    figure.suptitle("make bench-ingest: one run")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)
+
+
+def steady_latency(settings, engine, products: list[str], rate: int, seconds: int) -> dict:
+    """Accepted→stored latency at a steady `rate` transactions per second (4 users posting
+    batches of rate/10, 2.5 times a second each), from the stored rows' own times: p50
+    and p99 of stored_at - received_at over every transaction of the run."""
+    run = f"steady-{uuid.uuid4().hex[:8]}"
+    with engine.connect() as conn:
+        after_id = conn.execute(text("SELECT coalesce(max(id), 0) FROM transactions")).scalar()
+    accepted, _, _ = load(
+        settings, products, run, users=4, batch=rate // 10, seconds=seconds, rate=2.5
+    )
+    wait_stored(engine, run, after_id, accepted, timeout=300)
+    with engine.connect() as conn:
+        p50, p99 = conn.execute(
+            text(
+                "SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP"
+                " (ORDER BY extract(epoch FROM stored_at - received_at))"
+                " FROM transactions WHERE id > :id AND transaction_id LIKE :p"
+            ),
+            {"id": after_id, "p": f"{run}-%"},
+        ).scalar()
+    return {"transactions": accepted, "p50_ms": p50 * 1000, "p99_ms": p99 * 1000}
+
+
+def single_endpoint(settings, products: list[str], seconds: int, connections: int) -> dict:
+    """wrk against POST /api/v1/transactions, every request a new transaction
+    (bench/single.lua): requests per second and latency p50/p99, checked against the
+    collector's own count of what it accepted."""
+    run = f"single-{uuid.uuid4().hex[:8]}"
+    env = os.environ | {
+        "BENCH_RUN": run,
+        "BENCH_PRODUCTS": ",".join(products),
+        "BENCH_API_KEY": settings.ingest_api_keys[0],
+    }
+    before = accepted_so_far(settings)
+    done = subprocess.run(
+        [
+            "wrk",
+            "--threads",
+            "2",
+            "--connections",
+            str(connections),
+            "--duration",
+            f"{seconds}s",
+            "--timeout",
+            "10s",
+            "--script",
+            str(PROJECT_ROOT / "bench" / "single.lua"),
+            f"http://127.0.0.1:{settings.collector_port}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    accepted = accepted_so_far(settings) - before
+    answered = figures["requests"] - figures["not_202"] - figures["errors"]
+    if figures["errors"] or figures["not_202"] or accepted < answered:
+        raise SystemExit(f"the single endpoint refused or lost requests: {figures}, {accepted}")
+    return figures | {"per_s": figures["requests"] / figures["seconds"]}
 
 
 def kafka_ceiling(settings, products: list[str], seconds: float) -> float:
@@ -242,10 +361,14 @@ def main(argv: list[str] | None = None) -> int:
 
     run = f"bench-{uuid.uuid4().hex[:8]}"
     print(f"load: {args.users} users, batches of {args.batch}, {args.seconds} s", file=sys.stderr)
-    accepted, start, taking = load(args, settings, products, run)
+    accepted, start, taking = load(
+        settings, products, run, users=args.users, batch=args.batch, seconds=args.seconds
+    )
     stored_at = wait_stored(engine, run, after_id, accepted, timeout=600)
     end_to_end = accepted / (stored_at - start)
     rss = peak_rss_mb(settings, time.monotonic() - start + 15)
+    single = single_endpoint(settings, products, seconds=20, connections=16)
+    steady = steady_latency(settings, engine, products, rate=1000, seconds=30)
     kafka = kafka_ceiling(settings, products, seconds=10)
     postgres = postgres_ceiling(engine, products, rows=max(accepted, 100_000))
     figures = {
@@ -258,31 +381,40 @@ def main(argv: list[str] | None = None) -> int:
         "ceiling_copy_per_s": round(postgres),
         "accepted_ratio_to_producer": round(taking / kafka, 3),
         "end_to_end_ratio_to_copy": round(end_to_end / postgres, 3),
+        "single_per_s": round(single["per_s"]),
+        "single_p50_ms": round(single["p50_ms"], 1),
+        "single_p99_ms": round(single["p99_ms"], 1),
+        "latency_p50_ms_at_1000_per_s": round(steady["p50_ms"], 1),
+        "latency_p99_ms_at_1000_per_s": round(steady["p99_ms"], 1),
         "rss_mb": rss,
         "cpus": os.cpu_count(),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
-
-    print("| figure | transactions/s | ceiling measured in the same run | share |")
-    print("|---|---|---|---|")
-    print(
-        f"| accepted by the collector ({accepted:,}) "
-        f"| {taking:,.0f} | kafka-python's producer alone, same messages: "
-        f"{kafka:,.0f} | {taking / kafka:.0%} |"
-    )
-    print(
+    plot(engine, run, after_id, PLOT)
+    lines = [
+        "| figure | transactions/s | beside, measured in the same run | share |",
+        "|---|---|---|---|",
+        f"| accepted by the collector ({accepted:,}) | {taking:,.0f} "
+        f"| kafka-python's producer alone, same records: {kafka:,.0f} | {taking / kafka:.0%} |",
         f"| stored end to end (all {accepted:,} stored {stored_at - start:.1f} s after the "
-        "load began) "
-        f"| {end_to_end:,.0f} | PostgreSQL COPY alone, same table and indexes: {postgres:,.0f} "
-        f"| {end_to_end / postgres:.0%} |"
-    )
-    print(
-        "\npeak resident memory (MB): "
+        f"load began) | {end_to_end:,.0f} "
+        f"| PostgreSQL COPY alone, same table and indexes: {postgres:,.0f} "
+        f"| {end_to_end / postgres:.0%} |",
+        f"| single-transaction endpoint (wrk, 16 connections, 20 s) | {single['per_s']:,.0f} "
+        f"| p50 {single['p50_ms']:.1f} ms, p99 {single['p99_ms']:.1f} ms | |",
+        f"| accepted→stored at a steady 1,000/s ({steady['transactions']:,}) | 1,000 "
+        f"| p50 {steady['p50_ms']:.0f} ms, p99 {steady['p99_ms']:.0f} ms | |",
+        "",
+        "Peak resident memory, each service's processes summed (MB): "
         + ", ".join(f"{name} {mb:,.0f}" for name, mb in rss.items())
-        + f"\nwritten to {RESULTS.relative_to(PROJECT_ROOT)}"
-    )
+        + f". {os.cpu_count()} CPUs, {figures['measured_at']}.",
+    ]
+    TABLE.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    written = ", ".join(str(p.relative_to(PROJECT_ROOT)) for p in (RESULTS, TABLE, PLOT))
+    print(f"\nwritten: {written}")
     return 0
 
 

@@ -25,6 +25,7 @@ install_system_packages() {
     command -v mvn >/dev/null || missing+=(maven)
     command -v curl >/dev/null || missing+=(curl)
     command -v envsubst >/dev/null || missing+=(gettext-base)
+    command -v wrk >/dev/null || missing+=(wrk)  # make bench-ingest: the single endpoint
     if [ ${#missing[@]} -gt 0 ]; then
         say "installing ${missing[*]}"
         apt-get update -qq
