@@ -39,9 +39,9 @@ from tqdm import tqdm
 
 from config import PROJECT_ROOT, get_settings
 from db.session import default_engine
-from streams.messages import TRANSACTION, batch_records
+from streams.messages import TRANSACTION
 from streams.topics import admin_client, client_options
-from web.ingestion.publisher import partition_of, write_options
+from web.ingestion.publisher import batch_by_partition, write_options
 
 BIN = Path(sys.executable).parent
 RESULTS = PROJECT_ROOT / "bench" / "results" / "ingest.json"
@@ -306,19 +306,17 @@ def kafka_ceiling(settings, products: list[str], seconds: float) -> float:
         partitions = sorted(producer.partitions_for(topic))
         sent, started = 0, time.monotonic()
         while time.monotonic() - started < seconds:
-            groups: dict[int, list[dict]] = {}
-            for i in range(1000):
-                item = {
+            items = [
+                {
                     "transaction_id": f"ceiling-{sent + i}",
                     "product_id": products[i % len(products)],
                     "quantity": 1 + i % 5,
                     "timestamp": now,
                 }
-                key = item["transaction_id"].encode()
-                groups.setdefault(partition_of(key, partitions), []).append(item)
-            for partition, group in groups.items():
-                for m in batch_records(TRANSACTION, group, now, partition):
-                    producer.send(topic, value=m.value, headers=m.headers, partition=partition)
+                for i in range(1000)
+            ]
+            for m in batch_by_partition(TRANSACTION, items, now, partitions):
+                producer.send(topic, value=m.value, headers=m.headers, partition=m.partition)
             producer.flush()
             sent += 1000
         return sent / (time.monotonic() - started)

@@ -80,15 +80,16 @@ DATABASE_ERRORS = (
 )
 
 
-def records_for_chunk(records: list, limit: int) -> int:
-    """How many of the first records make a chunk: as many as hold at most `limit` items
-    (by their `items` header), and at least one."""
+def records_for_chunk(records: list, limit: int) -> tuple[int, int]:
+    """How many of the first records make a chunk, and the items they hold: as many
+    records as hold at most `limit` items (by their `items` header), and at least one."""
     total = 0
     for count, record in enumerate(records):
-        total += items_in(record.headers)
-        if count and total > limit:
-            return count
-    return len(records)
+        items = items_in(record.headers)
+        if count and total + items > limit:
+            return count, total
+        total += items
+    return len(records), total
 
 
 @dataclass
@@ -217,11 +218,10 @@ class Processor:
         room = self.settings.processor_max_inflight_chunks - len(self.tracker.chunks)
         while self.backlog and room > 0:
             room -= 1
-            count = records_for_chunk(self.backlog, self.settings.processor_chunk_size)
+            count, items = records_for_chunk(self.backlog, self.settings.processor_chunk_size)
             self._send(self._new_chunk(self.backlog[:count]))
             # The next poll asks for about as many records as fill a chunk, so that a poll
             # of format-2 records does not bring many chunks' worth.
-            items = sum(items_in(r.headers) for r in self.backlog[:count])
             self.records_per_poll = max(1, self.settings.processor_chunk_size * count // items)
             del self.backlog[:count]
             HANDOFF_SECONDS.observe(time.monotonic() - polled)

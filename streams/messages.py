@@ -201,6 +201,14 @@ class Message:
         return orjson.dumps(self.source)
 
 
+def _reception(value: Any) -> datetime:
+    """A record's received_at, by the rules; its ValueError names the field."""
+    try:
+        return rules.instant(value)
+    except ValueError as exc:
+        raise ValueError(f"received_at {exc}") from None
+
+
 def items_of(record: Message) -> list[Message]:
     """A record's items, each a Message of its own. A format-1 record is its own item; a
     format-2 record whose envelope cannot be read is one malformed item (its bytes kept
@@ -213,10 +221,7 @@ def items_of(record: Message) -> list[Message]:
             raise ValueError('a format 2 record must be {"received_at": ..., "items": [...]}')
         if not isinstance(envelope["items"], list) or not envelope["items"]:
             raise ValueError("a format 2 record's items must be a non-empty list")
-        try:
-            received = rules.instant(envelope["received_at"])
-        except ValueError as exc:
-            raise ValueError(f"received_at {exc}") from None
+        received = _reception(envelope["received_at"])
     except (ValueError, TypeError) as exc:
         record.problem = str(exc) or type(exc).__name__
         return [record]
@@ -248,10 +253,7 @@ def decode(message: Message) -> None:
             body = orjson.loads(message.raw)
             if not isinstance(body, dict):
                 raise ValueError("not a JSON object")
-            try:
-                received = rules.instant(body.pop("received_at", None))
-            except ValueError as exc:
-                raise ValueError(f"received_at {exc}") from None
+            received = _reception(body.pop("received_at", None))
         else:
             body, received = message.source, message.received_at
             if not isinstance(body, dict):

@@ -81,9 +81,9 @@ class Record:
 
 
 def test_a_chunk_holds_at_most_the_chunk_size_in_items_and_never_splits_a_record():
-    assert records_for_chunk([Record(None)] * 5, 3) == 3
-    assert records_for_chunk([Record(400), Record(600), Record(1)], 1000) == 2
-    assert records_for_chunk([Record(400), Record(601), Record(1)], 1000) == 1
+    assert records_for_chunk([Record(None)] * 5, 3) == (3, 3)
+    assert records_for_chunk([Record(400), Record(600), Record(1)], 1000) == (2, 1000)
+    assert records_for_chunk([Record(400), Record(601), Record(1)], 1000) == (1, 400)
     # A record bigger than a chunk goes alone.
-    assert records_for_chunk([Record(5000), Record(1)], 1000) == 1
-    assert records_for_chunk([Record(2), Record(None)], 1000) == 2
+    assert records_for_chunk([Record(5000), Record(1)], 1000) == (1, 5000)
+    assert records_for_chunk([Record(2), Record(None)], 1000) == (2, 3)

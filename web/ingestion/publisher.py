@@ -30,6 +30,22 @@ def partition_of(key: bytes, partitions: list[int]) -> int:
     return partitions[zlib.crc32(key) % len(partitions)]
 
 
+def batch_by_partition(
+    kind: str, items: list[dict], received_at, partitions: list[int]
+) -> list[Outgoing]:
+    """The items as format-2 records, one or more per partition, each item in the
+    partition its own key gives (where a format-1 record of it would go)."""
+    groups: dict[int, list[dict]] = {}
+    key = KEY[kind]
+    for item in items:
+        groups.setdefault(partition_of(item[key].encode(), partitions), []).append(item)
+    return [
+        record
+        for partition, group in groups.items()
+        for record in batch_records(kind, group, received_at, partition)
+    ]
+
+
 class Crc32Partitioner(Partitioner):
     """kafka-python's default partitioner with the CRC-32 of the key (computed in C) in place
     of murmur2, which is pure Python there and costs more than the rest of a send. Only this
@@ -87,23 +103,13 @@ class Publisher:
             return self._producer
 
     def publish_batch(self, kind: str, items: list[dict], received_at) -> None:
-        """The items as format-2 records, one or more per partition, each item in the
-        partition its own key gives; returns once every record is acknowledged."""
+        """The items as format-2 records (batch_by_partition); returns once every record
+        is acknowledged."""
         try:
             partitions = sorted(self.producer().partitions_for(self.topic))
         except KafkaError as exc:
             raise KafkaUnavailable(str(exc)) from exc
-        by_partition: dict[int, list[dict]] = {}
-        key = KEY[kind]
-        for item in items:
-            by_partition.setdefault(partition_of(item[key].encode(), partitions), []).append(item)
-        self.publish(
-            [
-                record
-                for partition, group in by_partition.items()
-                for record in batch_records(kind, group, received_at, partition)
-            ]
-        )
+        self.publish(batch_by_partition(kind, items, received_at, partitions))
 
     def publish(self, messages: list[Outgoing]) -> None:
         """Returns once every message is acknowledged; raises KafkaUnavailable otherwise."""
