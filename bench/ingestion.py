@@ -1,10 +1,12 @@
 """Ingestion benchmark: how many transactions per second the running system accepts and
-stores, next to two ceilings measured in the same run on the same machine: kafka-python's
-producer alone writing the same records, and PostgreSQL alone taking the same rows by COPY
-into a copy of the transactions table (same indexes). In the same run: the
-single-transaction endpoint under wrk (requests per second, p50 and p99), the
-accepted→stored latency at a steady 1,000 transactions per second, the rate stored under
-a steady 20,000 per second for a minute (both from the rows' own times), and each Python
+stores, next to ceilings measured in the same run on the same machine: kafka-python alone
+writing and reading the same records, and PostgreSQL alone taking the same rows by COPY
+into a copy of the transactions table (same indexes). In the same run: the topic-to-table
+stage alone (the processor and worker storing transactions that wait on the topic) beside
+a peer doing the same, Kafka Connect with Debezium's JDBC sink (bench/topic_to_table.py);
+the single-transaction endpoint under wrk (requests per second, p50 and p99); the
+accepted→stored latency at a steady 1,000 transactions per second; the rate stored under
+a steady 20,000 per second for a minute (both from the rows' own times); and each Python
 service's peak resident memory (its processes summed, children included, as
 Prometheus's `processes` job sees them). Prints a Markdown table and writes
 bench/results/ingest.json, ingest.md and ingest.png (throughput and latency over the run).
@@ -32,14 +34,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import requests
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from tqdm import tqdm
 
+from bench.topic_to_table import stage_ours, stage_peer, transactions
 from config import PROJECT_ROOT, get_settings
 from db.session import default_engine
-from streams.messages import TRANSACTION
+from streams.messages import TRANSACTION, items_in
 from streams.topics import admin_client, client_options
 from web.ingestion.publisher import batch_by_partition, write_options
 
@@ -290,10 +293,10 @@ def single_endpoint(settings, products: list[str], seconds: int, connections: in
     return figures | {"per_s": figures["requests"] / figures["seconds"]}
 
 
-def kafka_ceiling(settings, products: list[str], seconds: float) -> float:
-    """Transactions per second kafka-python's producer alone writes, configured as the
-    collector's, in records built as the collector builds them from requests of 1,000
-    (to a scratch topic)."""
+def kafka_ceilings(settings, products: list[str], seconds: float) -> tuple[float, float]:
+    """Transactions per second kafka-python alone writes and then reads, configured as the
+    collector's producer and the processor's consumer, in records built as the collector
+    builds them from requests of 1,000 (on a scratch topic)."""
     topic = f"bench-ceiling-{uuid.uuid4().hex[:8]}"
     admin = admin_client(settings)
     admin.create_topics(
@@ -306,20 +309,27 @@ def kafka_ceiling(settings, products: list[str], seconds: float) -> float:
         partitions = sorted(producer.partitions_for(topic))
         sent, started = 0, time.monotonic()
         while time.monotonic() - started < seconds:
-            items = [
-                {
-                    "transaction_id": f"ceiling-{sent + i}",
-                    "product_id": products[i % len(products)],
-                    "quantity": 1 + i % 5,
-                    "timestamp": now,
-                }
-                for i in range(1000)
-            ]
+            items = transactions(f"ceiling-{sent}", products, 1000, now)
             for m in batch_by_partition(TRANSACTION, items, now, partitions):
                 producer.send(topic, value=m.value, headers=m.headers, partition=m.partition)
             producer.flush()
             sent += 1000
-        return sent / (time.monotonic() - started)
+        producing = sent / (time.monotonic() - started)
+        consumer = KafkaConsumer(
+            **client_options(settings, "bench"),
+            enable_auto_commit=False,
+            max_poll_records=settings.processor_chunk_size,
+            fetch_max_bytes=64 * 1024 * 1024,
+        )
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        consumer.seek_to_beginning()
+        read, started = 0, time.monotonic()
+        while read < sent:
+            for records in consumer.poll(timeout_ms=1000).values():
+                read += sum(items_in(r.headers) for r in records)
+        consuming = read / (time.monotonic() - started)
+        consumer.close()
+        return producing, consuming
     finally:
         producer.close()
         admin.delete_topics([topic])
@@ -359,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1000, help="transactions per request")
     parser.add_argument("--seconds", type=int, default=20, help="how long the load lasts")
     parser.add_argument("--products", type=int, default=200, help="products the load uses")
+    parser.add_argument(
+        "--stage", type=int, default=300_000, help="transactions of the topic-to-table runs"
+    )
     args = parser.parse_args(argv)
 
     settings = get_settings()
@@ -385,7 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     single = single_endpoint(settings, products, seconds=20, connections=16)
     steady_1k = steady(settings, engine, products, rate=1000, seconds=30, users=4, batch=100)
     sustained = steady(settings, engine, products, rate=20_000, seconds=60, users=8, batch=1000)
-    kafka = kafka_ceiling(settings, products, seconds=10)
+    ours = stage_ours(settings, engine, products, args.stage)
+    peer = stage_peer(settings, engine, products, args.stage)
+    kafka, consuming = kafka_ceilings(settings, products, seconds=10)
     postgres = postgres_ceiling(engine, products, rows=max(accepted, 100_000))
     figures = {
         "transactions": accepted,
@@ -394,9 +409,18 @@ def main(argv: list[str] | None = None) -> int:
         "accepted_per_s": round(taking),
         "end_to_end_per_s": round(end_to_end),
         "ceiling_producer_per_s": round(kafka),
+        "ceiling_consumer_per_s": round(consuming),
         "ceiling_copy_per_s": round(postgres),
         "accepted_ratio_to_producer": round(taking / kafka, 3),
         "end_to_end_ratio_to_copy": round(end_to_end / postgres, 3),
+        "stage_transactions": args.stage,
+        "stage_per_s": round(ours["per_s"]),
+        "stage_with_start_per_s": round(ours["with_start_per_s"]),
+        "peer_kafka_connect_per_s": round(peer["per_s"]),
+        "peer_kafka_connect_with_start_per_s": round(peer["with_start_per_s"]),
+        "stage_ratio_to_peer": round(ours["per_s"] / peer["per_s"], 3),
+        "stage_ratio_to_consumer": round(ours["per_s"] / consuming, 3),
+        "stage_ratio_to_copy": round(ours["per_s"] / postgres, 3),
         "single_per_s": round(single["per_s"]),
         "single_p50_ms": round(single["p50_ms"], 1),
         "single_p99_ms": round(single["p99_ms"], 1),
@@ -423,6 +447,14 @@ def main(argv: list[str] | None = None) -> int:
         f"load began) | {end_to_end:,.0f} "
         f"| PostgreSQL COPY alone, same table and indexes: {postgres:,.0f} "
         f"| {end_to_end / postgres:.0%} |",
+        f"| topic to table: processor and worker storing {args.stage:,} waiting on the topic "
+        f"(with start-up: {ours['with_start_per_s']:,.0f}) | {ours['per_s']:,.0f} "
+        f"| Kafka Connect with Debezium's JDBC sink, same transactions and table: "
+        f"{peer['per_s']:,.0f} (with start-up: {peer['with_start_per_s']:,.0f}) "
+        f"| {ours['per_s'] / peer['per_s']:.0%} |",
+        f"| topic to table, beside reading alone and COPY alone | {ours['per_s']:,.0f} "
+        f"| kafka-python's consumer alone: {consuming:,.0f}; COPY: {postgres:,.0f} "
+        f"| {ours['per_s'] / consuming:.0%}; {ours['per_s'] / postgres:.0%} |",
         f"| single-transaction endpoint (wrk, 16 connections, 20 s) | {single['per_s']:,.0f} "
         f"| p50 {single['p50_ms']:.1f} ms, p99 {single['p99_ms']:.1f} ms | |",
         f"| accepted→stored at a steady 1,000/s ({steady_1k['transactions']:,}) | 1,000 "
