@@ -53,10 +53,12 @@ PLOT = RESULTS.with_suffix(".png")
 PYTHON_SERVICES = ("collector", "processor", "worker", "beat", "analytics", "notifications")
 
 
-def peak_rss_mb(settings, seconds: float) -> dict[str, float]:
-    """Each Python service's largest resident memory over the last `seconds`."""
+def peak_memory_mb(settings, seconds: float, memtype: str) -> dict[str, float]:
+    """Each Python service's largest memory over the last `seconds`, its processes summed:
+    `resident` counts the pages a forked child shares with its parent once in each;
+    `proportionalResident` shares each page out among the processes mapping it."""
     window = max(int(seconds), 30)
-    query = f'max_over_time(namedprocess_namegroup_memory_bytes{{memtype="resident"}}[{window}s])'
+    query = f'max_over_time(namedprocess_namegroup_memory_bytes{{memtype="{memtype}"}}[{window}s])'
     answer = requests.get(
         f"http://127.0.0.1:{settings.prometheus_port}/api/v1/query",
         params={"query": query},
@@ -394,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     stored_at = wait_stored(engine, run, after_id, accepted, timeout=600)
     end_to_end = accepted / (stored_at - start)
-    rss = peak_rss_mb(settings, time.monotonic() - start + 15)
+    rss = peak_memory_mb(settings, time.monotonic() - start + 15, "resident")
+    pss = peak_memory_mb(settings, time.monotonic() - start + 15, "proportionalResident")
     single = single_endpoint(settings, products, seconds=20, connections=16)
     steady_1k = steady(settings, engine, products, rate=1000, seconds=30, users=4, batch=100)
     sustained = steady(settings, engine, products, rate=20_000, seconds=60, users=8, batch=1000)
@@ -432,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         "sustained_latency_p99_ms": round(sustained["p99_ms"], 1),
         "sustained_latency_max_ms": round(sustained["max_ms"], 1),
         "rss_mb": rss,
+        "pss_mb": pss,
         "cpus": os.cpu_count(),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -464,8 +468,9 @@ def main(argv: list[str] | None = None) -> int:
         f"| accepted→stored p50 {sustained['p50_ms']:.0f} ms, p99 {sustained['p99_ms']:.0f} ms,"
         f" longest {sustained['max_ms']:.0f} ms | |",
         "",
-        "Peak resident memory, each service's processes summed (MB): "
-        + ", ".join(f"{name} {mb:,.0f}" for name, mb in rss.items())
+        "Peak memory, each service's processes summed (MB), resident (proportional: shared"
+        " pages shared out): "
+        + ", ".join(f"{name} {mb:,.0f} ({pss.get(name, 0):,.0f})" for name, mb in rss.items())
         + f". {os.cpu_count()} CPUs, {figures['measured_at']}.",
     ]
     TABLE.write_text("\n".join(lines) + "\n")
