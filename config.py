@@ -30,6 +30,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent
+# The local stack's state on a host: servers' data, sockets, logs and downloaded tools.
+STATE_DIR = PROJECT_ROOT / ".local"
 
 
 def _postgres_url(value: str) -> str:
@@ -258,7 +260,7 @@ class Settings(BaseSettings):
     report_timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
     log_dir: Annotated[
         Path, AfterValidator(lambda p: p if p.is_absolute() else PROJECT_ROOT / p)
-    ] = PROJECT_ROOT / ".local" / "logs"
+    ] = STATE_DIR / "logs"
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     # Each service's log file is rotated at this size; this many older files are kept.
     log_max_bytes: int = Field(50 * 1024 * 1024, ge=1024)

@@ -32,14 +32,13 @@ from kafka import KafkaProducer
 from sqlalchemy import text
 from tqdm import tqdm
 
-from config import PROJECT_ROOT
+from config import PROJECT_ROOT, STATE_DIR
 from streams.messages import TRANSACTION
 from streams.topics import admin_client, client_options
 from web.ingestion.publisher import batch_by_partition, write_options
 
 CONNECT = PROJECT_ROOT / "bench" / "connect"
-LIBS = PROJECT_ROOT / ".local" / "connect" / "libs"
-LOG = PROJECT_ROOT / ".local" / "logs" / "bench-connect.log"
+LIBS = STATE_DIR / "connect" / "libs"
 PEER_TABLE = "bench_peer"
 
 # The peer's record, as Kafka Connect's JSON converter reads it with schemas: the key holds
@@ -130,8 +129,9 @@ def stage_peer(settings, engine, products: list[str], count: int) -> dict:
         _write_peer_records(settings, topic, items, prices)
         with tempfile.TemporaryDirectory(prefix="bench-connect-") as scratch:
             worker, connector = _properties(settings, Path(scratch), topic)
-            LOG.parent.mkdir(parents=True, exist_ok=True)
-            with LOG.open("ab") as log:
+            log_path = settings.log_dir / "bench-connect.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with log_path.open("ab") as log:
                 launched = time.monotonic()
                 connect = subprocess.Popen(
                     [
@@ -190,7 +190,7 @@ def _watch(engine, query, params, count, launched, name, alive=lambda: True) -> 
     with tqdm(total=count, desc=f"stored ({name})", unit="tx", file=sys.stderr) as bar:
         while stored < count:
             if time.monotonic() > deadline or not alive():
-                raise SystemExit(f"{name}: {stored} of {count} stored; see {LOG.name} or logs")
+                raise SystemExit(f"{name}: {stored} of {count} stored; see the logs in LOG_DIR")
             time.sleep(0.1)
             with engine.connect() as conn:
                 now_stored = conn.execute(text(query), params).scalar()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from config import PROJECT_ROOT, get_settings
+from config import PROJECT_ROOT, STATE_DIR, get_settings
 from db.broker import QUEUES
 
 
@@ -18,10 +18,9 @@ def main() -> None:
     settings = get_settings()
     db = settings.database
     kafka_port = settings.kafka_bootstrap_servers[0].rpartition(":")[2]
-    local = PROJECT_ROOT / ".local"
     values = {
         "STACK_ROOT": PROJECT_ROOT,
-        "STACK_LOCAL": local,
+        "STACK_LOCAL": STATE_DIR,
         "LOG_DIR": settings.log_dir,
         "PGHOST": db.host,
         "PGPORT": db.port or 5432,
