@@ -7,8 +7,9 @@ a peer doing the same, Kafka Connect with Debezium's JDBC sink (bench/topic_to_t
 the single-transaction endpoint under wrk (requests per second, p50 and p99); the
 accepted→stored latency at a steady 1,000 transactions per second; the rate stored under
 a steady 20,000 per second for a minute (both from the rows' own times); and each Python
-service's peak resident memory (its processes summed, children included, as
-Prometheus's `processes` job sees them). Prints a Markdown table and writes
+service's peak resident and proportional memory (its processes summed, children included,
+as Prometheus's `processes` job sees them; proportional shares each shared page out among
+the processes that map it). Prints a Markdown table and writes
 bench/results/ingest.json, ingest.md and ingest.png (throughput and latency over the run).
 
     make bench-ingest                                   # 8 users, batches of 1,000, 20 s
