@@ -1,7 +1,8 @@
 """Lists rejected transactions and replays them once their cause is fixed.
 
 Replaying puts the message, byte for byte, back on the transactions topic (with a
-`replay_of` header) and marks the rejection `replayed`; the processor then treats it
+`replay_of` header), keyed and partitioned as the collector would have written it, and
+marks the rejection `replayed`; the processor then treats it
 like any other message, so a transaction whose product has arrived since is stored,
 and one that is still wrong is rejected again with a new row.
 
@@ -17,10 +18,13 @@ import base64
 import sys
 from typing import Any
 
+import orjson
 from kafka import KafkaProducer
 from sqlalchemy import Engine, text
 
 from config import get_settings
+from streams.messages import KEY
+from streams.partitioning import Crc32Partitioner
 from streams.topics import client_options
 
 REPLAY_HEADER = "replay_of"
@@ -53,6 +57,17 @@ def _readable(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def key_of(kind: str, raw: bytes) -> bytes | None:
+    """The key the collector gives the record: its item's id (transaction_id or
+    product_id). A payload that cannot be read has none, and goes to any partition."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    key = body.get(KEY.get(kind, "")) if isinstance(body, dict) else None
+    return key.encode() if isinstance(key, str) and key else None
+
+
 def replay(
     engine: Engine,
     producer: KafkaProducer,
@@ -73,7 +88,7 @@ def replay(
     with engine.begin() as conn:
         rows = conn.execute(
             text(
-                "SELECT id, kind, transaction_id, raw_payload FROM rejected_transactions"
+                "SELECT id, kind, raw_payload FROM rejected_transactions"
                 " WHERE status = 'open'"
                 " AND (CAST(:ids AS bigint[]) IS NULL OR id = ANY(:ids))"
                 " AND (CAST(:reason AS text) IS NULL OR reason = :reason)"
@@ -84,11 +99,11 @@ def replay(
         futures = [
             producer.send(
                 topic,
-                key=(txid or "").encode() or None,
+                key=key_of(kind, bytes(raw)),
                 value=bytes(raw),
                 headers=[("kind", kind.encode()), (REPLAY_HEADER, str(row_id).encode())],
             )
-            for row_id, kind, txid, raw in rows
+            for row_id, kind, raw in rows
         ]
         producer.flush(timeout=timeout)
         for future in futures:
@@ -105,7 +120,9 @@ def replay(
 
 
 def make_producer(settings) -> KafkaProducer:
-    return KafkaProducer(**client_options(settings, "replay"), acks="all")
+    return KafkaProducer(
+        **client_options(settings, "replay"), acks="all", partitioner=Crc32Partitioner()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

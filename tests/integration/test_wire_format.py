@@ -1,7 +1,8 @@
 """Format-2 records (one per request and partition, many items) written straight onto the
 topic: a bad item is rejected alone, named by its index, and replayed alone; a record
 whose envelope is broken is set aside whole; format-1 records, as written before format 2
-(and still by the single-item endpoints and replay), are read beside them."""
+(and still by the single-item endpoints and replay), are read beside them; a replayed
+record goes to the partition the collector gives its id."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.partitioner.default import murmur2
 
+from streams.partitioning import partition_of
+from streams.replay import REPLAY_HEADER, make_producer, replay
 from tests.helpers import wait_until
 from tests.integration.pipeline import ADMIN_KEY, Pipeline
 
@@ -187,3 +191,59 @@ def test_format_1_records_are_read_beside_format_2_ones_and_an_id_is_stored_once
     assert pipeline.scalar("SELECT count(*) FROM transactions") == len(ids)
     # The resend was counted as a duplicate, not rejected as a conflict.
     assert pipeline.scalar("SELECT count(*) FROM rejected_transactions") == 0
+
+
+def off_partition_0(prefix: str) -> str:
+    """An id the collector puts on a partition other than 0 (where the test writes), and
+    that kafka-python's default hash would put on yet another one."""
+    while True:
+        candidate = uid(prefix)
+        ours = partition_of(candidate.encode(), [0, 1, 2])
+        if ours != 0 and ours != (murmur2(candidate.encode()) & 0x7FFFFFFF) % 3:
+            return candidate
+
+
+def test_a_replayed_record_goes_to_the_partition_the_collector_gives_its_id(pipeline):
+    """From the API and from the command line's producer alike, for a product as for a
+    transaction, so an id's versions and resends share a partition whoever wrote them."""
+    sku = seed_product(pipeline)
+    refused = sale(sku, transaction_id=off_partition_0("over"), total_amount="99.00")
+    product = {"product_id": off_partition_0("p"), "name": "cup\x00", "category": "c"}
+    product |= {"price": "1.00", "received_at": NOW}
+    send(
+        pipeline,
+        [
+            ([*BATCH, ("items", b"1")], batch_record([refused])),
+            ([("kind", b"product")], orjson.dumps(product)),
+        ],
+    )
+    rows = wait_until(
+        lambda: r if len(r := pipeline.rows("SELECT * FROM rejected_transactions")) == 2 else None,
+        what="2 rejections",
+    )
+    by_kind = {r["kind"]: r["id"] for r in rows}
+    answer = pipeline.post("rejected/replay", {"ids": [by_kind["transaction"]]}, headers=ADMIN_KEY)
+    assert answer.status_code == 200 and answer.get_json()["replayed"] == [by_kind["transaction"]]
+    producer = make_producer(pipeline.settings)
+    try:
+        assert replay(pipeline.engine, producer, pipeline.topic, ids=[by_kind["product"]]) == [
+            by_kind["product"]
+        ]
+    finally:
+        producer.close()
+
+    consumer = KafkaConsumer(
+        pipeline.topic,
+        bootstrap_servers=pipeline.kafka,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    replayed = {
+        record.key: record.partition
+        for record in consumer
+        if any(name == REPLAY_HEADER for name, _ in record.headers)
+    }
+    consumer.close()
+    keys = [refused["transaction_id"].encode(), product["product_id"].encode()]
+    assert replayed == {key: partition_of(key, [0, 1, 2]) for key in keys}
+    pipeline.wait_idle()

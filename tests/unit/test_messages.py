@@ -19,6 +19,7 @@ from streams.messages import (
     items_of,
     single_record,
 )
+from streams.replay import key_of
 
 ITEM = {
     "transaction_id": "tx-1",
@@ -177,3 +178,18 @@ def test_chunks_sent_before_format_2_are_still_read():
     old = ["t", 0, 3, "transaction", "eyJhIjoxfQ=="]
     message = Message.from_item(old)
     assert (message.format, message.raw) == (1, b'{"a":1}')
+
+
+def test_a_replayed_record_is_keyed_as_the_collector_keyed_it():
+    received = datetime(2026, 1, 2, 3, 5, tzinfo=UTC)
+    product = {
+        "product_id": "sku-1",
+        "name": "Cup",
+        "category": "Kitchen",
+        "price": Decimal("2.50"),
+    }
+    for kind, item in ((TRANSACTION, ITEM), (PRODUCT, product)):
+        written = single_record(kind, item, received)
+        assert key_of(kind, written.value) == written.key
+    for unreadable in (b"\xff not json", b"[1, 2]", b'{"transaction_id": 7}', b"{}"):
+        assert key_of(TRANSACTION, unreadable) is None

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
-import zlib
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError
-from kafka.partitioner import Partitioner
 
 from config import Settings
 from streams import counts
 from streams.counts import PRODUCED
 from streams.messages import KEY, Outgoing, batch_records
+from streams.partitioning import Crc32Partitioner, partition_of
 from streams.topics import admin_client, client_options
 
 logger = logging.getLogger(__name__)
@@ -23,11 +21,6 @@ logger = logging.getLogger(__name__)
 
 class KafkaUnavailable(Exception):
     """Kafka did not take the write in time; nothing is known to be lost, the client retries."""
-
-
-def partition_of(key: bytes, partitions: list[int]) -> int:
-    """The partition of a key among the topic's sorted partitions."""
-    return partitions[zlib.crc32(key) % len(partitions)]
 
 
 def batch_by_partition(
@@ -44,18 +37,6 @@ def batch_by_partition(
         for partition, group in groups.items()
         for record in batch_records(kind, group, received_at, partition)
     ]
-
-
-class Crc32Partitioner(Partitioner):
-    """kafka-python's default partitioner with the CRC-32 of the key (computed in C) in place
-    of murmur2, which is pure Python there and costs more than the rest of a send. Only this
-    producer writes the topic, so the choice of hash is ours."""
-
-    def partition(self, topic, key, serialized_key, value, serialized_value, cluster):
-        partitions = sorted(cluster.partitions_for_topic(topic))
-        if serialized_key is None:
-            return random.choice(list(cluster.available_partitions_for_topic(topic)) or partitions)
-        return partition_of(serialized_key, partitions)
 
 
 def write_options() -> dict:
