@@ -2,9 +2,9 @@
 
 Replaying puts the message, byte for byte, back on the transactions topic (with a
 `replay_of` header), keyed and partitioned as the collector would have written it, and
-marks the rejection `replayed`; the processor then treats it
-like any other message, so a transaction whose product has arrived since is stored,
-and one that is still wrong is rejected again with a new row.
+marks the rejection `replayed`; the processor then treats it like any other message, so
+a transaction whose product has arrived since is stored, and one that is still wrong is
+rejected again with a new row.
 
     python -m streams.replay list [--reason unknown_product]
     python -m streams.replay replay --reason unknown_product
